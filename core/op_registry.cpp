@@ -1,0 +1,50 @@
+#include "core/op_registry.h"
+
+namespace im {
+
+const std::vector<OpInfo>& op_registry() {
+  static const std::vector<OpInfo> ops = {
+      // views and copies
+      {"reshape", "view or copy with a new shape"},
+      {"permute", "reorder dimensions (view)"},
+      {"slice", "strided range along one dimension (view)"},
+      {"expand", "broadcast size-1 dimensions (view, stride 0)"},
+      {"contiguous", "row-major copy of a strided view"},
+      {"clone", "fresh copy"},
+      {"cast", "dtype conversion between float types"},
+      // elementwise
+      {"add", "a + b with broadcasting"},
+      {"sub", "a - b with broadcasting"},
+      {"mul", "a * b with broadcasting"},
+      {"div", "a / b with broadcasting"},
+      {"neg", "-x"},
+      {"exp", "e^x"},
+      {"log", "natural log"},
+      {"sqrt", "square root"},
+      {"rsqrt", "1 / sqrt(x)"},
+      {"pow", "x^p for a scalar exponent"},
+      {"abs", "|x|"},
+      {"clamp", "clamp to [lo, hi]"},
+      {"tanh", "hyperbolic tangent"},
+      {"sigmoid", "logistic sigmoid"},
+      {"silu", "x * sigmoid(x)"},
+      {"gelu_tanh", "GELU, tanh approximation"},
+      {"gelu_erf", "GELU, exact erf form"},
+      {"softplus", "log(1 + e^x), linear above a threshold"},
+      // linear algebra and reductions
+      {"matmul", "matrix product, batched and broadcast over leading dims"},
+      {"sum", "sum over dims"},
+      {"mean", "mean over dims"},
+      {"max", "max over dims (gradient to the first maximum)"},
+      {"var", "variance over dims with a correction"},
+  };
+  return ops;
+}
+
+bool op_registry_contains(const std::string& name) {
+  for (const OpInfo& op : op_registry())
+    if (name == op.name) return true;
+  return false;
+}
+
+}  // namespace im

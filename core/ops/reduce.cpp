@@ -1,0 +1,150 @@
+// Reductions over a set of dims: the reduced dims are moved last so each output
+// element is one contiguous row for the kernel.
+#include <algorithm>
+
+#include "core/autograd.h"
+#include "core/dispatch.h"
+#include "core/ops.h"
+#include "core/ops/op_common.h"
+#include "kernels/cpu/reduce.h"
+
+namespace im {
+
+namespace {
+
+struct ReducePlan {
+  std::vector<int64_t> perm;  // kept dims, then reduced dims
+  std::vector<int64_t> inverse;
+  Shape out_shape;   // as returned (keepdim or not)
+  Shape keep_shape;  // with the reduced dims as 1
+  Shape permuted_shape;
+  int64_t rows = 1, cols = 1;
+};
+
+ReducePlan plan(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim,
+                const char* op) {
+  const int64_t n = x.dim();
+  std::vector<bool> reduced(n, dims.empty());
+  for (int64_t d : dims) {
+    const int64_t w = wrap_dim(d, n, op);
+    IM_CHECK(!reduced[w], op, ": dimension ", d, " listed twice");
+    reduced[w] = true;
+  }
+  ReducePlan p;
+  for (int64_t d = 0; d < n; ++d) {
+    if (!reduced[d]) {
+      p.perm.push_back(d);
+      p.rows *= x.size(d);
+      p.out_shape.push_back(x.size(d));
+    } else if (keepdim) {
+      p.out_shape.push_back(1);
+    }
+    p.keep_shape.push_back(reduced[d] ? 1 : x.size(d));
+  }
+  for (int64_t d = 0; d < n; ++d) {
+    if (reduced[d]) {
+      p.perm.push_back(d);
+      p.cols *= x.size(d);
+    }
+  }
+  p.inverse.resize(n);
+  for (int64_t i = 0; i < n; ++i) p.inverse[p.perm[i]] = i;
+  for (int64_t d : p.perm) p.permuted_shape.push_back(x.size(d));
+  return p;
+}
+
+Tensor rows_view(const Tensor& x, const ReducePlan& p) {
+  return x.detach().permute(p.perm).contiguous();
+}
+
+// Broadcasts a reduced gradient back over the input's shape.
+Tensor expand_back(const Tensor& g, const ReducePlan& p, const Shape& in_shape) {
+  return g.reshape(p.keep_shape).expand(in_shape);
+}
+
+}  // namespace
+
+Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+  detail::require_cpu(x, "sum");
+  const ReducePlan p = plan(x, dims, keepdim, "sum");
+  const Tensor rows = rows_view(x, p);
+  Tensor out = Tensor::empty(p.out_shape, x.dtype(), x.device());
+  dispatch_float(x.dtype(), "sum", [&]<typename T>() {
+    kernels::cpu::sum_rows<T>(rows.data<T>(), out.data<T>(), p.rows, p.cols);
+  });
+  const Shape in_shape = x.shape();
+  record_op("sum", {x}, {out}, [p, in_shape](const std::vector<Tensor>& g, const auto&) {
+    return std::vector<Tensor>{expand_back(g[0], p, in_shape)};
+  });
+  return out;
+}
+
+Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+  detail::require_cpu(x, "mean");
+  const ReducePlan p = plan(x, dims, keepdim, "mean");
+  IM_CHECK(p.cols > 0, "mean: reducing ", x.describe(), " over an empty set");
+  Tensor out;
+  {
+    NoGradGuard no_grad;
+    out = mul(sum(x, dims, keepdim), 1.0 / static_cast<double>(p.cols));
+  }
+  const Shape in_shape = x.shape();
+  const double scale = 1.0 / static_cast<double>(p.cols);
+  record_op("mean", {x}, {out}, [p, in_shape, scale](const std::vector<Tensor>& g, const auto&) {
+    return std::vector<Tensor>{expand_back(mul(g[0], scale), p, in_shape)};
+  });
+  return out;
+}
+
+Tensor max(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+  detail::require_cpu(x, "max");
+  const ReducePlan p = plan(x, dims, keepdim, "max");
+  IM_CHECK(p.cols > 0, "max: reducing ", x.describe(), " over an empty set");
+  const Tensor rows = rows_view(x, p);
+  Tensor out = Tensor::empty(p.out_shape, x.dtype(), x.device());
+  Tensor argmax = Tensor::empty({p.rows}, DType::Int64);
+  dispatch_float(x.dtype(), "max", [&]<typename T>() {
+    kernels::cpu::max_rows<T>(rows.data<T>(), out.data<T>(), argmax.data<int64_t>(), p.rows,
+                              p.cols);
+  });
+  record_op("max", {x}, {out}, [p, argmax](const std::vector<Tensor>& g, const auto&) {
+    // The gradient goes to the first position that attained the maximum.
+    Tensor grad_rows = Tensor::zeros({p.rows, p.cols}, g[0].dtype());
+    const Tensor gc = g[0].contiguous();
+    dispatch_float(gc.dtype(), "max", [&]<typename T>() {
+      const T* pg = gc.data<T>();
+      T* pr = grad_rows.data<T>();
+      const int64_t* pa = argmax.data<int64_t>();
+      for (int64_t r = 0; r < p.rows; ++r) pr[r * p.cols + pa[r]] = pg[r];
+    });
+    return std::vector<Tensor>{grad_rows.reshape(p.permuted_shape).permute(p.inverse)};
+  });
+  return out;
+}
+
+Tensor var(const Tensor& x, const std::vector<int64_t>& dims, int64_t correction, bool keepdim) {
+  detail::require_cpu(x, "var");
+  IM_CHECK(correction >= 0, "var: correction must be >= 0, got ", correction);
+  const ReducePlan p = plan(x, dims, keepdim, "var");
+  const Tensor rows = rows_view(x, p);
+  Tensor out = Tensor::empty(p.out_shape, x.dtype(), x.device());
+  Tensor row_mean = Tensor::empty(p.keep_shape, x.dtype(), x.device());
+  dispatch_float(x.dtype(), "var", [&]<typename T>() {
+    kernels::cpu::var_rows<T>(rows.data<T>(), out.data<T>(), row_mean.data<T>(), p.rows, p.cols,
+                              correction);
+  });
+  if (any_requires_grad({x})) {
+    const Tensor xs = x.detach();
+    const double scale = 2.0 / static_cast<double>(p.cols - correction);
+    record_op("var", {x}, {out},
+              [p, xs, row_mean, scale](const std::vector<Tensor>& g, const auto&) {
+                // d var / dx_i = 2 (x_i - mean) / (n - correction)
+                const Tensor centred = sub(xs, row_mean);
+                return std::vector<Tensor>{
+                    mul(mul(centred, scale), g[0].reshape(p.keep_shape))};
+              });
+  }
+  return out;
+}
+
+}  // namespace im

@@ -1,0 +1,70 @@
+#include "core/rng.h"
+
+#include <cmath>
+
+#include "core/dispatch.h"
+#include "core/error.h"
+#include "kernels/philox.h"
+
+namespace im {
+
+uint64_t Generator::reserve(uint64_t words) {
+  const uint64_t start = state_.offset;
+  state_.offset += philox::blocks_for(words);
+  return start;
+}
+
+namespace {
+void require_cpu(Device device, const char* what) {
+  IM_CHECK(device.is_cpu(), what, " on ", device.str(),
+           ": only CPU generation exists so far; draw on CPU and move with .to()");
+}
+}  // namespace
+
+Tensor rand_uniform(const Shape& shape, Generator& gen, double lo, double hi, DType dtype,
+                    Device device) {
+  require_cpu(device, "rand_uniform");
+  Tensor out = Tensor::empty(shape, dtype);
+  const int64_t n = out.numel();
+  const uint64_t seed = gen.seed(), offset = gen.reserve(static_cast<uint64_t>(n));
+  dispatch_float(dtype, "rand_uniform", [&]<typename T>() {
+    T* p = out.data<T>();
+    for (int64_t i = 0; i < n; ++i) {
+      const double u = philox::to_uniform(philox::word(seed, offset, i));
+      p[i] = static_cast<T>(lo + (hi - lo) * u);
+    }
+  });
+  return out;
+}
+
+Tensor randn(const Shape& shape, Generator& gen, DType dtype, Device device) {
+  require_cpu(device, "randn");
+  Tensor out = Tensor::empty(shape, dtype);
+  const int64_t n = out.numel();
+  const uint64_t seed = gen.seed(), offset = gen.reserve(2 * static_cast<uint64_t>(n));
+  dispatch_float(dtype, "randn", [&]<typename T>() {
+    T* p = out.data<T>();
+    for (int64_t i = 0; i < n; ++i) {
+      // u1 in (0, 1] so the log is finite.
+      const double u1 = 1.0 - philox::to_uniform(philox::word(seed, offset, 2 * i));
+      const double u2 = philox::to_uniform(philox::word(seed, offset, 2 * i + 1));
+      p[i] = static_cast<T>(std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2));
+    }
+  });
+  return out;
+}
+
+Tensor bernoulli_mask(const Shape& shape, double keep_prob, Generator& gen, Device device) {
+  require_cpu(device, "bernoulli_mask");
+  IM_CHECK(keep_prob >= 0.0 && keep_prob <= 1.0, "bernoulli_mask: keep_prob ", keep_prob,
+           " is outside [0, 1]");
+  Tensor out = Tensor::empty(shape, DType::UInt8);
+  const int64_t n = out.numel();
+  const uint64_t seed = gen.seed(), offset = gen.reserve(static_cast<uint64_t>(n));
+  uint8_t* p = out.data<uint8_t>();
+  for (int64_t i = 0; i < n; ++i)
+    p[i] = philox::to_uniform(philox::word(seed, offset, i)) < keep_prob ? 1 : 0;
+  return out;
+}
+
+}  // namespace im

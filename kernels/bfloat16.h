@@ -1,0 +1,39 @@
+// bfloat16 storage type: the top 16 bits of an IEEE float32.
+// Conversion from float rounds to nearest, ties to even, and keeps NaN a (quiet) NaN.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/host_device.h"
+
+namespace im {
+
+struct bfloat16 {
+  uint16_t bits = 0;
+
+  IM_HD static bfloat16 from_float(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, sizeof u);
+    bfloat16 out;
+    if ((u & 0x7fffffffu) > 0x7f800000u) {  // NaN: keep the sign, force a quiet NaN
+      out.bits = static_cast<uint16_t>((u >> 16) | 0x0040u);
+      return out;
+    }
+    const uint32_t lsb = (u >> 16) & 1u;  // ties go to the even neighbour
+    u += 0x7fffu + lsb;
+    out.bits = static_cast<uint16_t>(u >> 16);
+    return out;
+  }
+
+  IM_HD float to_float() const {
+    const uint32_t u = static_cast<uint32_t>(bits) << 16;
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    return f;
+  }
+};
+
+static_assert(sizeof(bfloat16) == 2, "bfloat16 must be two bytes");
+
+}  // namespace im

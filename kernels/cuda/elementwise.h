@@ -1,0 +1,34 @@
+// CUDA elementwise kernels; same signatures and math as kernels/cpu/elementwise.h.
+// Pointers are device pointers; launches are synchronous-checked on the default stream.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "kernels/elementwise_ops.h"
+
+namespace im::kernels::cuda {
+
+template <typename T>
+void unary(UnaryOp op, UnaryParams p, const T* x, T* y, int64_t n);
+
+template <typename T>
+void unary_backward(UnaryOp op, UnaryParams p, const T* g, const T* x, const T* y, T* dx,
+                    int64_t n);
+
+// out = a op b; a, b and out each read or written through their own strides.
+// Up to 8 dimensions.
+template <typename T>
+void binary(BinaryOp op, const T* a, const std::vector<int64_t>& a_strides, const T* b,
+            const std::vector<int64_t>& b_strides, T* out, const std::vector<int64_t>& shape);
+
+// dst = src (same element type of `elem_size` bytes), both strided. Up to 8 dimensions.
+void copy_strided(const void* src, const std::vector<int64_t>& src_strides, void* dst,
+                  const std::vector<int64_t>& dst_strides, const std::vector<int64_t>& shape,
+                  size_t elem_size);
+
+// Sets n elements of `elem_size` bytes to the value at host address `value`.
+void fill_bytes(void* dst, const void* value, size_t elem_size, int64_t n);
+
+}  // namespace im::kernels::cuda

@@ -1,0 +1,8 @@
+// Sub-commands of infomamba_dist. Each returns the process exit code.
+#pragma once
+
+namespace im::launch {
+
+int run_diag(int argc, char** argv);
+
+}  // namespace im::launch

@@ -1,0 +1,41 @@
+// infomamba_dist: train, evaluate and benchmark InfoMamba models (docs/DESIGN.md).
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+
+#include "launch/commands.h"
+
+namespace {
+
+void print_usage() {
+  std::printf(
+      "usage: infomamba_dist <command> [options]\n"
+      "\n"
+      "commands:\n"
+      "  diag    show the build, the devices this machine offers, and run a smoke test\n"
+      "  help    show this message\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    print_usage();
+    return 2;
+  }
+  const std::string command = argv[1];
+  try {
+    if (command == "diag") return im::launch::run_diag(argc - 1, argv + 1);
+    if (command == "help" || command == "--help" || command == "-h") {
+      print_usage();
+      return 0;
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "infomamba_dist %s: error: %s\n", command.c_str(), e.what());
+    return 1;
+  }
+  std::fprintf(stderr, "infomamba_dist: unknown command '%s' (try 'infomamba_dist help')\n",
+               command.c_str());
+  return 2;
+}
