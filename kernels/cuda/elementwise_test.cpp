@@ -1,0 +1,129 @@
+// CUDA kernels against the CPU reference kernels on fresh random inputs, odd sizes
+// included. Skipped (reported as such by ctest) on machines without a GPU.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "core/device.h"
+#include "core/ops.h"
+#include "core/rng.h"
+
+using im::Device;
+using im::DType;
+using im::Tensor;
+
+namespace {
+
+#define REQUIRE_GPU()                                                               \
+  do {                                                                              \
+    if (im::cuda_device_count() == 0) GTEST_SKIP() << im::cuda_unavailable_reason(); \
+  } while (0)
+
+double rel_error(const Tensor& gpu, const Tensor& cpu) {
+  const auto a = gpu.to(Device::cpu()).to_vector<double>();
+  const auto b = cpu.to_vector<double>();
+  EXPECT_EQ(a.size(), b.size());
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::isnan(a[i]) || std::isnan(b[i])) return INFINITY;
+    num += (a[i] - b[i]) * (a[i] - b[i]);
+    den += b[i] * b[i];
+  }
+  return den == 0 ? std::sqrt(num) : std::sqrt(num / den);
+}
+
+const std::vector<im::Shape> kShapes = {{1}, {7}, {33, 17}, {3, 1, 257}, {2, 3, 5, 7}};
+
+struct UnaryCase {
+  const char* name;
+  Tensor (*op)(const Tensor&);
+  double lo, hi;
+};
+
+const UnaryCase kUnary[] = {
+    {"neg", &im::neg, -3, 3},         {"exp", &im::exp, -3, 3},
+    {"log", &im::log, 0.1, 4},        {"sqrt", &im::sqrt, 0.1, 4},
+    {"rsqrt", &im::rsqrt, 0.1, 4},    {"abs", &im::abs, -3, 3},
+    {"tanh", &im::tanh, -3, 3},       {"sigmoid", &im::sigmoid, -6, 6},
+    {"silu", &im::silu, -6, 6},       {"gelu_tanh", &im::gelu_tanh, -6, 6},
+    {"gelu_erf", &im::gelu_erf, -6, 6},
+};
+
+}  // namespace
+
+TEST(CudaElementwise, UnaryForwardMatchesCpu) {
+  REQUIRE_GPU();
+  im::Generator gen(11);
+  for (DType dt : {DType::Float32, DType::Float64}) {
+    for (const auto& c : kUnary) {
+      for (const auto& shape : kShapes) {
+        Tensor x = im::rand_uniform(shape, gen, c.lo, c.hi, dt);
+        EXPECT_LT(rel_error(c.op(x.to(Device::cuda())), c.op(x)), 1e-6)
+            << c.name << " " << im::shape_str(shape) << " " << im::dtype_name(dt);
+      }
+    }
+    Tensor x = im::rand_uniform({5, 41}, gen, -30, 30, dt);
+    EXPECT_LT(rel_error(im::softplus(x.to(Device::cuda())), im::softplus(x)), 1e-6);
+    EXPECT_LT(rel_error(im::clamp(x.to(Device::cuda()), -2, 3), im::clamp(x, -2, 3)), 1e-6);
+    Tensor pos = im::rand_uniform({5, 41}, gen, 0.1, 3, dt);
+    EXPECT_LT(rel_error(im::pow(pos.to(Device::cuda()), 1.7), im::pow(pos, 1.7)), 1e-6);
+  }
+}
+
+TEST(CudaElementwise, BinaryWithBroadcastAndStridesMatchesCpu) {
+  REQUIRE_GPU();
+  im::Generator gen(12);
+  const std::vector<std::pair<im::Shape, im::Shape>> pairs = {
+      {{1}, {1}}, {{33, 17}, {33, 17}}, {{3, 1, 257}, {5, 1}}, {{17}, {2, 3, 17}}, {{4, 9}, {}}};
+  Tensor (*ops[])(const Tensor&, const Tensor&) = {&im::add, &im::sub, &im::mul, &im::div};
+  for (auto op : ops) {
+    for (const auto& [sa, sb] : pairs) {
+      Tensor a = im::rand_uniform(sa, gen, -2, 2);
+      Tensor b = im::rand_uniform(sb, gen, 0.5, 2);
+      EXPECT_LT(rel_error(op(a.to(Device::cuda()), b.to(Device::cuda())), op(a, b)), 1e-6)
+          << im::shape_str(sa) << " " << im::shape_str(sb);
+    }
+    // Non-contiguous operands: a transposed view.
+    Tensor m = im::rand_uniform({19, 13}, gen, -1, 1);
+    Tensor mg = m.to(Device::cuda());
+    EXPECT_LT(rel_error(op(mg.transpose(0, 1), mg.transpose(0, 1)),
+                        op(m.transpose(0, 1), m.transpose(0, 1))),
+              1e-6);
+  }
+}
+
+TEST(CudaElementwise, UnaryBackwardMatchesCpu) {
+  REQUIRE_GPU();
+  im::Generator gen(13);
+  for (const auto& c : kUnary) {
+    Tensor x = im::rand_uniform({3, 101}, gen, c.lo, c.hi, DType::Float64);
+    x.set_requires_grad(true);
+    im::sum(im::mul(c.op(x), x.detach())).backward();
+    // Same loss on the GPU, by hand: the GPU path has no autograd node yet for
+    // device transfers, so compare the backward kernel through a GPU leaf.
+    Tensor xg = x.detach().to(Device::cuda());
+    xg.set_requires_grad(true);
+    Tensor y = c.op(xg);
+    y.backward(xg.detach());
+    EXPECT_LT(rel_error(xg.grad(), x.grad()), 1e-9) << c.name;
+  }
+}
+
+TEST(CudaTensor, CopiesFillsAndRoundTrips) {
+  REQUIRE_GPU();
+  im::Generator gen(14);
+  Tensor x = im::rand_uniform({17, 5, 3}, gen);
+  Tensor g = x.to(Device::cuda());
+  EXPECT_EQ(g.device(), Device::cuda());
+  EXPECT_EQ(g.to(Device::cpu()).to_vector<float>(), x.to_vector<float>());
+  // Strided device-to-device copy.
+  EXPECT_EQ(g.permute({2, 0, 1}).contiguous().to(Device::cpu()).to_vector<float>(),
+            x.permute({2, 0, 1}).contiguous().to_vector<float>());
+  Tensor f = Tensor::full({1000003}, 2.5, DType::Float64, Device::cuda());
+  const auto v = f.to(Device::cpu()).to_vector<double>();
+  EXPECT_EQ(v.front(), 2.5);
+  EXPECT_EQ(v.back(), 2.5);
+  // dtype conversion on the way.
+  EXPECT_EQ(g.to(DType::Float64).to(Device::cpu()).to_vector<double>(),
+            x.to(DType::Float64).to_vector<double>());
+}
