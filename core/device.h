@@ -1,6 +1,7 @@
 // Where a tensor's memory lives, and what this process can run on.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace im {

@@ -1,4 +1,6 @@
 // Elementwise ops: broadcasting binary arithmetic and the unary activations.
+#include <algorithm>
+
 #include "core/autograd.h"
 #include "core/dispatch.h"
 #include "core/error.h"

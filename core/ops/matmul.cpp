@@ -1,5 +1,7 @@
 // Matrix product over the last two dims, batched and broadcast over the leading ones,
 // through BLAS without copying operands that are merely transposed.
+#include <algorithm>
+
 #include "core/autograd.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
