@@ -37,6 +37,12 @@ const std::vector<OpInfo>& op_registry() {
       {"mean", "mean over dims"},
       {"max", "max over dims (gradient to the first maximum)"},
       {"var", "variance over dims with a correction"},
+      // convolution, randomness, selective scan (ops B)
+      {"causal_depthwise_conv1d", "per-channel causal 1-D convolution over [B, L, C]"},
+      {"conv2d", "2-D convolution via im2col + GEMM (patch embedding)"},
+      {"dropout", "zero elements with probability p, scale the rest by 1/(1-p)"},
+      {"drop_path", "zero whole samples with probability p, scale the rest by 1/(1-p)"},
+      {"selective_scan", "selective SSM scan, forward or reverse in time (MODEL.md 3)"},
   };
   return ops;
 }

@@ -1,0 +1,63 @@
+// Dropout and drop-path (stochastic depth). Masks come from the caller's Generator via
+// bernoulli_mask, so a run is reproducible from the generator's (seed, offset) and a
+// CUDA kernel given the same state draws the same mask.
+#include "kernels/cpu/dropout.h"
+#include "core/autograd.h"
+#include "core/dispatch.h"
+#include "core/ops.h"
+#include "core/ops/op_common.h"
+
+namespace im {
+
+namespace {
+
+// Argument checks come before the draw so a rejected call leaves the generator as it was.
+void check_args(const Tensor& x, double p, const char* op) {
+  IM_CHECK(x.defined(), op, ": x must be defined");
+  IM_CHECK(p >= 0.0 && p < 1.0, op, ": p must be in [0, 1), got ", p);
+  IM_CHECK(x.dtype() == DType::Float32 || x.dtype() == DType::Float64, op,
+           ": expected a float32 or float64 tensor, got ", x.describe());
+  detail::require_cpu(x, op);
+}
+
+Tensor masked_scale(const Tensor& x, const Tensor& mask, int64_t group, double scale,
+                    const char* op) {
+  const Tensor xc = x.contiguous();
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
+  dispatch_float(x.dtype(), op, [&]<typename T>() {
+    kernels::cpu::masked_scale<T>(xc.data<T>(), mask.data<uint8_t>(), group, static_cast<T>(scale),
+                                  out.data<T>(), out.numel());
+  });
+  return out;
+}
+
+// The mask is a constant of the op: backward applies the same mask and scale.
+Tensor apply_mask(const Tensor& x, const Tensor& mask, int64_t group, double scale,
+                  const char* op) {
+  Tensor out = masked_scale(x.detach(), mask, group, scale, op);
+  record_op(op, {x}, {out}, [mask, group, scale, op](const std::vector<Tensor>& g, const auto&) {
+    return std::vector<Tensor>{masked_scale(g[0], mask, group, scale, op)};
+  });
+  return out;
+}
+
+}  // namespace
+
+Tensor dropout(const Tensor& x, double p, Generator& gen) {
+  check_args(x, p, "dropout");
+  if (p == 0.0) return x;
+  const Tensor mask = bernoulli_mask(x.shape(), 1.0 - p, gen);
+  return apply_mask(x, mask, 1, 1.0 / (1.0 - p), "dropout");
+}
+
+Tensor drop_path(const Tensor& x, double p, Generator& gen) {
+  check_args(x, p, "drop_path");
+  IM_CHECK(x.dim() >= 1, "drop_path: x needs a sample dimension (dim 0), got ", x.describe());
+  if (p == 0.0) return x;
+  const int64_t samples = x.size(0);
+  const Tensor mask = bernoulli_mask({samples}, 1.0 - p, gen);
+  const int64_t group = samples > 0 ? x.numel() / samples : 0;
+  return apply_mask(x, mask, group, 1.0 / (1.0 - p), "drop_path");
+}
+
+}  // namespace im

@@ -1,0 +1,85 @@
+// Selective SSM scan (MODEL.md §3): the sequential CPU reference with its hand-derived
+// backward. The backward recomputes the forward states, so forward keeps only its inputs.
+#include "kernels/cpu/selective_scan.h"
+#include "core/autograd.h"
+#include "core/dispatch.h"
+#include "core/ops.h"
+#include "core/ops/op_common.h"
+
+namespace im {
+
+namespace {
+
+constexpr const char* kOp = "selective_scan";
+
+void check_shape(const Tensor& t, const char* arg, const Shape& expected, const char* layout) {
+  IM_CHECK(t.defined(), kOp, ": ", arg, " must be defined");
+  IM_CHECK(t.shape() == expected, kOp, ": ", arg, " must be ", layout, " = ", shape_str(expected),
+           ", got ", t.describe());
+}
+
+}  // namespace
+
+Tensor selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& Bm,
+                      const Tensor& Cm, const Tensor& D, const Tensor& inject, bool reverse) {
+  IM_CHECK(u.defined(), kOp, ": u must be defined");
+  IM_CHECK(u.dim() == 3, kOp, ": u must be [B, L, E], got ", u.describe());
+  IM_CHECK(A.defined(), kOp, ": A must be defined");
+  IM_CHECK(A.dim() == 2 && A.size(0) == u.size(2), kOp, ": A must be [E, N] with E = ", u.size(2),
+           ", got ", A.describe());
+  kernels::cpu::ScanDims dims;
+  dims.batch = u.size(0);
+  dims.len = u.size(1);
+  dims.inner = u.size(2);
+  dims.state = A.size(1);
+  dims.reverse = reverse;
+  const int64_t B = dims.batch, L = dims.len, E = dims.inner, N = dims.state;
+  check_shape(delta, "delta", {B, L, E}, "[B, L, E]");
+  check_shape(Bm, "Bm", {B, L, N}, "[B, L, N]");
+  check_shape(Cm, "Cm", {B, L, N}, "[B, L, N]");
+  check_shape(D, "D", {E}, "[E]");
+  if (inject.defined()) check_shape(inject, "inject", {B, L, E}, "[B, L, E]");
+  detail::require_cpu(u, kOp);
+  for (const Tensor* t : {&delta, &A, &Bm, &Cm, &D, &inject})
+    if (t->defined()) detail::check_same_dtype_device(u, *t, kOp);
+
+  // Contiguous, detached operands: the kernel reads raw pointers and backward keeps these.
+  auto prep = [](const Tensor& t) { return t.defined() ? t.detach().contiguous() : Tensor(); };
+  const Tensor uc = prep(u), dc = prep(delta), ac = prep(A), bc = prep(Bm), cc = prep(Cm),
+               Dc = prep(D), ic = prep(inject);
+  Tensor y = Tensor::empty({B, L, E}, u.dtype(), u.device());
+  dispatch_float(u.dtype(), kOp, [&]<typename T>() {
+    kernels::cpu::selective_scan<T>(uc.data<T>(), dc.data<T>(), ac.data<T>(), bc.data<T>(),
+                                    cc.data<T>(), Dc.data<T>(),
+                                    ic.defined() ? ic.data<T>() : nullptr, y.data<T>(), dims);
+  });
+
+  if (any_requires_grad({u, delta, A, Bm, Cm, D, inject})) {
+    record_op(kOp, {u, delta, A, Bm, Cm, D, inject}, {y},
+              [uc, dc, ac, bc, cc, Dc, ic, dims](const std::vector<Tensor>& g, const auto& needs) {
+                const Tensor gc = g[0].contiguous();
+                auto like = [](const Tensor& t) {
+                  return Tensor::empty(t.shape(), t.dtype(), t.device());
+                };
+                // The kernel produces every gradient in one sweep; unneeded ones are
+                // dropped below (dinject is skipped outright when not wanted).
+                Tensor du = like(uc), ddelta = like(dc), dA = like(ac), dBm = like(bc),
+                       dCm = like(cc), dD = like(Dc);
+                Tensor dinject = ic.defined() && needs[6] ? like(ic) : Tensor();
+                dispatch_float(uc.dtype(), kOp, [&]<typename T>() {
+                  kernels::cpu::selective_scan_backward<T>(
+                      gc.data<T>(), uc.data<T>(), dc.data<T>(), ac.data<T>(), bc.data<T>(),
+                      cc.data<T>(), Dc.data<T>(), ic.defined() ? ic.data<T>() : nullptr,
+                      du.data<T>(), ddelta.data<T>(), dA.data<T>(), dBm.data<T>(), dCm.data<T>(),
+                      dD.data<T>(), dinject.defined() ? dinject.data<T>() : nullptr, dims);
+                });
+                std::vector<Tensor> out{du, ddelta, dA, dBm, dCm, dD, dinject};
+                for (size_t i = 0; i < out.size(); ++i)
+                  if (!needs[i]) out[i] = Tensor();
+                return out;
+              });
+  }
+  return y;
+}
+
+}  // namespace im
