@@ -37,6 +37,18 @@ const std::vector<OpInfo>& op_registry() {
       {"mean", "mean over dims"},
       {"max", "max over dims (gradient to the first maximum)"},
       {"var", "variance over dims with a correction"},
+      // normalisation, indexing, joining, scans (ops A)
+      {"softmax", "softmax along a dim (max-shifted)"},
+      {"log_softmax", "log of softmax along a dim"},
+      {"layer_norm", "normalise the last dim, optional weight and bias"},
+      {"embedding", "rows of a table by id (padding id gets no gradient)"},
+      {"gather", "values at index along a dim"},
+      {"scatter_add", "base plus src added at index along a dim"},
+      {"where", "cond ? a : b with broadcasting"},
+      {"masked_fill", "x with a value where a mask is set"},
+      {"topk", "k largest along a dim, sorted (gradient to the picks)"},
+      {"concat", "join along an existing dim"},
+      {"cumsum", "inclusive cumulative sum along a dim"},
       // convolution, randomness, selective scan (ops B)
       {"causal_depthwise_conv1d", "per-channel causal 1-D convolution over [B, L, C]"},
       {"conv2d", "2-D convolution via im2col + GEMM (patch embedding)"},
