@@ -6,6 +6,10 @@
 #include "core/error.h"
 #include "kernels/philox.h"
 
+#if IM_WITH_CUDA
+#include "kernels/cuda/random.h"
+#endif
+
 namespace im {
 
 uint64_t Generator::reserve(uint64_t words) {
@@ -14,21 +18,19 @@ uint64_t Generator::reserve(uint64_t words) {
   return start;
 }
 
-namespace {
-void require_cpu(Device device, const char* what) {
-  IM_CHECK(device.is_cpu(), what, " on ", device.str(),
-           ": only CPU generation exists so far; draw on CPU and move with .to()");
-}
-}  // namespace
-
 Tensor rand_uniform(const Shape& shape, Generator& gen, double lo, double hi, DType dtype,
                     Device device) {
-  require_cpu(device, "rand_uniform");
-  Tensor out = Tensor::empty(shape, dtype);
+  Tensor out = Tensor::empty(shape, dtype, device);
   const int64_t n = out.numel();
   const uint64_t seed = gen.seed(), offset = gen.reserve(static_cast<uint64_t>(n));
   dispatch_float(dtype, "rand_uniform", [&]<typename T>() {
-    T* p = out.data<T>();
+    T* p = static_cast<T*>(out.data_ptr());
+    if (device.is_cuda()) {
+#if IM_WITH_CUDA
+      kernels::cuda::uniform<T>(p, n, seed, offset, lo, hi);
+#endif
+      return;
+    }
     for (int64_t i = 0; i < n; ++i) {
       const double u = philox::to_uniform(philox::word(seed, offset, i));
       p[i] = static_cast<T>(lo + (hi - lo) * u);
@@ -38,12 +40,17 @@ Tensor rand_uniform(const Shape& shape, Generator& gen, double lo, double hi, DT
 }
 
 Tensor randn(const Shape& shape, Generator& gen, DType dtype, Device device) {
-  require_cpu(device, "randn");
-  Tensor out = Tensor::empty(shape, dtype);
+  Tensor out = Tensor::empty(shape, dtype, device);
   const int64_t n = out.numel();
   const uint64_t seed = gen.seed(), offset = gen.reserve(2 * static_cast<uint64_t>(n));
   dispatch_float(dtype, "randn", [&]<typename T>() {
-    T* p = out.data<T>();
+    T* p = static_cast<T*>(out.data_ptr());
+    if (device.is_cuda()) {
+#if IM_WITH_CUDA
+      kernels::cuda::normal<T>(p, n, seed, offset);
+#endif
+      return;
+    }
     for (int64_t i = 0; i < n; ++i) {
       // u1 in (0, 1] so the log is finite.
       const double u1 = 1.0 - philox::to_uniform(philox::word(seed, offset, 2 * i));
@@ -55,13 +62,18 @@ Tensor randn(const Shape& shape, Generator& gen, DType dtype, Device device) {
 }
 
 Tensor bernoulli_mask(const Shape& shape, double keep_prob, Generator& gen, Device device) {
-  require_cpu(device, "bernoulli_mask");
   IM_CHECK(keep_prob >= 0.0 && keep_prob <= 1.0, "bernoulli_mask: keep_prob ", keep_prob,
            " is outside [0, 1]");
-  Tensor out = Tensor::empty(shape, DType::UInt8);
+  Tensor out = Tensor::empty(shape, DType::UInt8, device);
   const int64_t n = out.numel();
   const uint64_t seed = gen.seed(), offset = gen.reserve(static_cast<uint64_t>(n));
   uint8_t* p = out.data<uint8_t>();
+  if (device.is_cuda()) {
+#if IM_WITH_CUDA
+    kernels::cuda::bernoulli_mask(p, n, seed, offset, keep_prob);
+#endif
+    return out;
+  }
   for (int64_t i = 0; i < n; ++i)
     p[i] = philox::to_uniform(philox::word(seed, offset, i)) < keep_prob ? 1 : 0;
   return out;

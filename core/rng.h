@@ -32,7 +32,8 @@ class Generator {
   GeneratorState state_;
 };
 
-// Uniform in [lo, hi), one Philox word per element.
+// Uniform in [lo, hi), one Philox word per element. On a CUDA device the same numbers
+// are drawn by a kernel (the draw depends only on the generator state).
 Tensor rand_uniform(const Shape& shape, Generator& gen, double lo = 0.0, double hi = 1.0,
                     DType dtype = DType::Float32, Device device = Device::cpu());
 // Standard normal (Box–Muller; two words per element).

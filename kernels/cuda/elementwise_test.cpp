@@ -127,3 +127,22 @@ TEST(CudaTensor, CopiesFillsAndRoundTrips) {
   EXPECT_EQ(g.to(DType::Float64).to(Device::cpu()).to_vector<double>(),
             x.to(DType::Float64).to_vector<double>());
 }
+
+TEST(CudaRandom, GpuDrawsTheSameNumbersAsCpu) {
+  REQUIRE_GPU();
+  for (DType dt : {DType::Float32, DType::Float64}) {
+    im::Generator cpu_gen(77), gpu_gen(77);
+    im::rand_uniform({5}, cpu_gen);  // advance both to a non-zero offset
+    im::rand_uniform({5}, gpu_gen);
+    Tensor a = im::rand_uniform({1001, 3}, cpu_gen, -2, 5, dt);
+    Tensor b = im::rand_uniform({1001, 3}, gpu_gen, -2, 5, dt, Device::cuda());
+    EXPECT_EQ(b.to(Device::cpu()).to_vector<double>(), a.to_vector<double>());
+    Tensor n_cpu = im::randn({4097}, cpu_gen, dt);
+    Tensor n_gpu = im::randn({4097}, gpu_gen, dt, Device::cuda());
+    // Same uniforms; log/cos may differ by an ulp between libm and CUDA's math library.
+    EXPECT_LT(rel_error(n_gpu, n_cpu), 1e-6);
+    EXPECT_EQ(im::bernoulli_mask({333}, 0.7, gpu_gen, Device::cuda()).to(Device::cpu()).to_vector<uint8_t>(),
+              im::bernoulli_mask({333}, 0.7, cpu_gen).to_vector<uint8_t>());
+    EXPECT_EQ(cpu_gen.state(), gpu_gen.state());
+  }
+}
