@@ -15,7 +15,9 @@ void AllocationCounter::add(size_t bytes) {
   count_.fetch_add(1);
 }
 
-void AllocationCounter::remove(size_t bytes) { live_.fetch_sub(static_cast<int64_t>(bytes)); }
+void AllocationCounter::remove(size_t bytes) {
+  live_.fetch_sub(static_cast<int64_t>(bytes));
+}
 
 AllocatorStats AllocationCounter::snapshot() const {
   return AllocatorStats{live_.load(), peak_.load(), count_.load()};

@@ -86,12 +86,20 @@ Edge edge_for(const Tensor& t) {
 
 }  // namespace
 
-bool grad_enabled() { return tl_grad_enabled; }
+bool grad_enabled() {
+  return tl_grad_enabled;
+}
 
-NoGradGuard::NoGradGuard() : previous_(tl_grad_enabled) { tl_grad_enabled = false; }
-NoGradGuard::~NoGradGuard() { tl_grad_enabled = previous_; }
+NoGradGuard::NoGradGuard() : previous_(tl_grad_enabled) {
+  tl_grad_enabled = false;
+}
+NoGradGuard::~NoGradGuard() {
+  tl_grad_enabled = previous_;
+}
 
-int64_t live_node_count() { return g_live_nodes.load(); }
+int64_t live_node_count() {
+  return g_live_nodes.load();
+}
 
 bool any_requires_grad(const std::vector<Tensor>& inputs) {
   if (!tl_grad_enabled) return false;
@@ -190,8 +198,8 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& r
     for (size_t i = 0; i < grads.size(); ++i) {
       if (!grads[i].defined()) {
         const OutputMeta& m = node->outputs[i];
-        grads[i] = Tensor::zeros(m.shape, is_floating(m.dtype) ? m.dtype : DType::Float32,
-                                 m.device);
+        grads[i] =
+            Tensor::zeros(m.shape, is_floating(m.dtype) ? m.dtype : DType::Float32, m.device);
       }
     }
     for (auto& [slot, hook] : node->output_hooks) hook(grads[slot]);
@@ -218,8 +226,7 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& r
 Tensor sum_to(const Tensor& grad, const Shape& shape) {
   if (grad.shape() == shape) return grad;
   const int64_t lead = grad.dim() - static_cast<int64_t>(shape.size());
-  IM_CHECK(lead >= 0, "sum_to: cannot reduce ", shape_str(grad.shape()), " to ",
-           shape_str(shape));
+  IM_CHECK(lead >= 0, "sum_to: cannot reduce ", shape_str(grad.shape()), " to ", shape_str(shape));
   std::vector<int64_t> dims;
   for (int64_t d = 0; d < grad.dim(); ++d) {
     if (d < lead || (shape[d - lead] == 1 && grad.size(d) != 1)) dims.push_back(d);

@@ -60,9 +60,8 @@ class Node {
 // Signature of an op's backward: grads of its outputs (zeros where an output got no
 // gradient), and which inputs need one. Returns one gradient per input (undefined
 // allowed where not needed).
-using BackwardFn =
-    std::function<std::vector<Tensor>(const std::vector<Tensor>& grads,
-                                      const std::vector<bool>& needs_input_grad)>;
+using BackwardFn = std::function<std::vector<Tensor>(const std::vector<Tensor>& grads,
+                                                     const std::vector<bool>& needs_input_grad)>;
 
 // True when grad mode is on and some input requires a gradient.
 bool any_requires_grad(const std::vector<Tensor>& inputs);

@@ -60,9 +60,7 @@ TEST(Autograd, NoGradGuardRecordsNothing) {
     Tensor y = im::mul(x, x);
     EXPECT_FALSE(y.requires_grad());
     EXPECT_EQ(y.grad_fn(), nullptr);
-    {
-      im::NoGradGuard nested;
-    }
+    { im::NoGradGuard nested; }
     EXPECT_FALSE(im::grad_enabled()) << "a nested guard restores the outer state";
   }
   EXPECT_TRUE(im::grad_enabled());

@@ -10,7 +10,9 @@ std::string Device::str() const {
   return is_cpu() ? std::string("cpu") : "cuda:" + std::to_string(index);
 }
 
-bool cuda_built() { return IM_WITH_CUDA != 0; }
+bool cuda_built() {
+  return IM_WITH_CUDA != 0;
+}
 
 int cuda_device_count() {
 #if IM_WITH_CUDA

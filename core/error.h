@@ -24,7 +24,7 @@ std::string concat(const Args&... args) {
 }  // namespace im
 
 // IM_CHECK(cond, "what", value, "...") throws im::Error with the pieces joined.
-#define IM_CHECK(cond, ...)                                          \
-  do {                                                               \
+#define IM_CHECK(cond, ...)                                            \
+  do {                                                                 \
     if (!(cond)) throw ::im::Error(::im::detail::concat(__VA_ARGS__)); \
   } while (0)

@@ -48,7 +48,8 @@ TEST(Generator, StateSaveAndRestoreReproducesLaterDraws) {
 
 TEST(Generator, ConsecutiveDrawsDiffer) {
   Generator g(1);
-  EXPECT_NE(im::rand_uniform({8}, g).to_vector<float>(), im::rand_uniform({8}, g).to_vector<float>());
+  EXPECT_NE(im::rand_uniform({8}, g).to_vector<float>(),
+            im::rand_uniform({8}, g).to_vector<float>());
 }
 
 TEST(Generator, DistributionsHaveTheRightMoments) {

@@ -22,9 +22,13 @@ namespace im {
 Storage::Storage(size_t nbytes, Allocator& allocator)
     : data_(allocator.allocate(nbytes)), nbytes_(nbytes), allocator_(&allocator) {}
 
-Storage::~Storage() { allocator_->deallocate(data_, nbytes_); }
+Storage::~Storage() {
+  allocator_->deallocate(data_, nbytes_);
+}
 
-Device Storage::device() const { return allocator_->device(); }
+Device Storage::device() const {
+  return allocator_->device();
+}
 
 // ---- shape helpers ------------------------------------------------------------------
 
@@ -52,8 +56,8 @@ Shape contiguous_strides(const Shape& shape) {
 
 int64_t wrap_dim(int64_t d, int64_t ndim, const char* op) {
   const int64_t wrapped = d < 0 ? d + ndim : d;
-  IM_CHECK(wrapped >= 0 && wrapped < ndim, op, ": dimension ", d, " out of range for a ",
-           ndim, "-d tensor");
+  IM_CHECK(wrapped >= 0 && wrapped < ndim, op, ": dimension ", d, " out of range for a ", ndim,
+           "-d tensor");
   return wrapped;
 }
 
@@ -84,7 +88,9 @@ Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device
   return t;
 }
 
-Tensor Tensor::scalar(double value, DType dtype) { return full({}, value, dtype); }
+Tensor Tensor::scalar(double value, DType dtype) {
+  return full({}, value, dtype);
+}
 
 Tensor Tensor::arange(int64_t n, DType dtype) {
   Tensor t = empty({n}, dtype);
@@ -103,8 +109,8 @@ Tensor Tensor::arange(int64_t n, DType dtype) {
 
 template <typename T>
 Tensor Tensor::from_vector(const std::vector<T>& values, const Shape& shape) {
-  IM_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape), "from_vector: ",
-           values.size(), " values do not fill shape ", shape_str(shape));
+  IM_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape),
+           "from_vector: ", values.size(), " values do not fill shape ", shape_str(shape));
   Tensor t = empty(shape, dtype_of<T>());
   if (!values.empty()) std::memcpy(t.data_ptr(), values.data(), values.size() * sizeof(T));
   return t;
@@ -125,14 +131,30 @@ const TensorImpl& checked(const std::shared_ptr<TensorImpl>& impl) {
 }
 }  // namespace
 
-const Shape& Tensor::shape() const { return checked(impl_).shape; }
-const Shape& Tensor::strides() const { return checked(impl_).strides; }
-int64_t Tensor::dim() const { return static_cast<int64_t>(shape().size()); }
-int64_t Tensor::size(int64_t d) const { return shape()[wrap_dim(d, dim(), "size")]; }
-int64_t Tensor::numel() const { return shape_numel(shape()); }
-int64_t Tensor::storage_offset() const { return checked(impl_).offset; }
-DType Tensor::dtype() const { return checked(impl_).dtype; }
-Device Tensor::device() const { return checked(impl_).storage->device(); }
+const Shape& Tensor::shape() const {
+  return checked(impl_).shape;
+}
+const Shape& Tensor::strides() const {
+  return checked(impl_).strides;
+}
+int64_t Tensor::dim() const {
+  return static_cast<int64_t>(shape().size());
+}
+int64_t Tensor::size(int64_t d) const {
+  return shape()[wrap_dim(d, dim(), "size")];
+}
+int64_t Tensor::numel() const {
+  return shape_numel(shape());
+}
+int64_t Tensor::storage_offset() const {
+  return checked(impl_).offset;
+}
+DType Tensor::dtype() const {
+  return checked(impl_).dtype;
+}
+Device Tensor::device() const {
+  return checked(impl_).storage->device();
+}
 
 bool Tensor::is_contiguous() const {
   const TensorImpl& t = checked(impl_);
@@ -163,8 +185,8 @@ void* Tensor::data_ptr() const {
 
 template <typename T>
 T* Tensor::data() const {
-  IM_CHECK(dtype() == dtype_of<T>(), "data<", dtype_name(dtype_of<T>()), ">() on a ",
-           describe(), " tensor");
+  IM_CHECK(dtype() == dtype_of<T>(), "data<", dtype_name(dtype_of<T>()), ">() on a ", describe(),
+           " tensor");
   return static_cast<T*>(data_ptr());
 }
 template float* Tensor::data<float>() const;
@@ -232,8 +254,7 @@ void Tensor::copy_(const Tensor& src) {
     kernels::cuda::memcpy_device_to_device(data_ptr(), s.data_ptr(), bytes);
   }
 #else
-  throw Error("copy_: " + src.describe() + " -> " + describe() + ": " +
-              cuda_unavailable_reason());
+  throw Error("copy_: " + src.describe() + " -> " + describe() + ": " + cuda_unavailable_reason());
 #endif
 }
 
@@ -343,7 +364,9 @@ void Tensor::register_grad_ready_hook(std::function<void(const Tensor&)> hook) {
   impl_->meta().grad_ready_hooks.push_back(std::move(hook));
 }
 
-void Tensor::set_name(const std::string& name) { impl_->meta().name = name; }
+void Tensor::set_name(const std::string& name) {
+  impl_->meta().name = name;
+}
 
 const std::string& Tensor::name() const {
   static const std::string kEmpty;

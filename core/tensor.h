@@ -111,8 +111,8 @@ class Tensor {
   bool is_leaf() const;
   const Tensor& grad() const;  // undefined until a backward reached this tensor
   void set_grad(const Tensor& grad);
-  void zero_grad();           // drops the gradient (it is re-created on accumulation)
-  void retain_grad();         // keep .grad on a non-leaf
+  void zero_grad();    // drops the gradient (it is re-created on accumulation)
+  void retain_grad();  // keep .grad on a non-leaf
   std::shared_ptr<Node> grad_fn() const;
   // Runs backward from this tensor; `grad` defaults to 1 for a one-element tensor.
   void backward(const Tensor& grad = Tensor()) const;

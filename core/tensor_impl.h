@@ -14,8 +14,8 @@ struct AutogradMeta {
   bool requires_grad = false;
   bool retains_grad = false;
   Tensor grad;
-  std::shared_ptr<Node> grad_fn;  // null for leaves
-  uint32_t output_nr = 0;         // which output of grad_fn this tensor is
+  std::shared_ptr<Node> grad_fn;         // null for leaves
+  uint32_t output_nr = 0;                // which output of grad_fn this tensor is
   std::weak_ptr<Node> grad_accumulator;  // leaves: the node that sums into .grad
   std::vector<std::function<void(const Tensor&)>> grad_ready_hooks;
   std::string name;

@@ -23,12 +23,14 @@ void print_rec(std::ostream& os, const std::vector<double>& v, const Shape& shap
     if (n > kElideAbove && i == kEdgeItems) {
       os << "...";
       i = n - kEdgeItems - 1;
-      os << (dim + 1 == static_cast<int64_t>(shape.size()) ? ", " : ",\n" + std::string(indent + 1, ' '));
+      os << (dim + 1 == static_cast<int64_t>(shape.size()) ? ", "
+                                                           : ",\n" + std::string(indent + 1, ' '));
       continue;
     }
     print_rec(os, v, shape, strides, dim + 1, offset + i * strides[dim], indent + 1);
     if (i + 1 < n)
-      os << (dim + 1 == static_cast<int64_t>(shape.size()) ? ", " : ",\n" + std::string(indent + 1, ' '));
+      os << (dim + 1 == static_cast<int64_t>(shape.size()) ? ", "
+                                                           : ",\n" + std::string(indent + 1, ' '));
   }
   os << "]";
 }

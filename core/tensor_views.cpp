@@ -38,7 +38,8 @@ std::optional<Shape> view_strides(const Shape& old_shape, const Shape& old_strid
   int64_t tensor_numel = 1, view_numel = 1;
   for (int64_t d = static_cast<int64_t>(old_shape.size()) - 1; d >= 0; --d) {
     tensor_numel *= old_shape[d];
-    if (d == 0 || (old_shape[d - 1] != 1 && old_strides[d - 1] != tensor_numel * chunk_base_stride)) {
+    if (d == 0 ||
+        (old_shape[d - 1] != 1 && old_strides[d - 1] != tensor_numel * chunk_base_stride)) {
       while (view_d >= 0 && (view_numel < tensor_numel || new_shape[view_d] == 1)) {
         new_strides[view_d] = view_numel * chunk_base_stride;
         view_numel *= new_shape[view_d];
@@ -70,8 +71,8 @@ Shape infer_shape(const Shape& requested, int64_t numel, const char* op) {
     }
   }
   if (infer_at >= 0) {
-    IM_CHECK(known > 0 && numel % known == 0, op, ": cannot infer -1 in ",
-             shape_str(requested), " for ", numel, " elements");
+    IM_CHECK(known > 0 && numel % known == 0, op, ": cannot infer -1 in ", shape_str(requested),
+             " for ", numel, " elements");
     shape[infer_at] = numel / known;
   }
   IM_CHECK(shape_numel(shape) == numel, op, ": shape ", shape_str(requested), " does not hold ",
@@ -100,13 +101,17 @@ Tensor reshape_impl(const Tensor& self, const Shape& requested, bool must_view) 
 
 }  // namespace
 
-Tensor Tensor::reshape(const Shape& shape) const { return reshape_impl(*this, shape, false); }
-Tensor Tensor::view(const Shape& shape) const { return reshape_impl(*this, shape, true); }
+Tensor Tensor::reshape(const Shape& shape) const {
+  return reshape_impl(*this, shape, false);
+}
+Tensor Tensor::view(const Shape& shape) const {
+  return reshape_impl(*this, shape, true);
+}
 
 Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
   const int64_t n = dim();
-  IM_CHECK(static_cast<int64_t>(dims.size()) == n, "permute: ", dims.size(),
-           " dims given for a ", n, "-d tensor");
+  IM_CHECK(static_cast<int64_t>(dims.size()) == n, "permute: ", dims.size(), " dims given for a ",
+           n, "-d tensor");
   Shape shape(n), strides(n);
   std::vector<int64_t> inverse(n, -1);
   for (int64_t i = 0; i < n; ++i) {

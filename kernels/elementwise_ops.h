@@ -44,18 +44,28 @@ IM_HD T unary_forward(UnaryOp op, UnaryParams p, T x) {
   constexpr T kSqrt2OverPi = T(0.7978845608028654);
   constexpr T kInvSqrt2 = T(0.7071067811865476);
   switch (op) {
-    case UnaryOp::Neg: return -x;
-    case UnaryOp::Exp: return exp(x);
-    case UnaryOp::Log: return log(x);
-    case UnaryOp::Sqrt: return sqrt(x);
-    case UnaryOp::Rsqrt: return T(1) / sqrt(x);
-    case UnaryOp::Abs: return abs(x);
-    case UnaryOp::Tanh: return tanh(x);
-    case UnaryOp::Sigmoid: return sigmoid_of(x);
-    case UnaryOp::Silu: return x * sigmoid_of(x);
+    case UnaryOp::Neg:
+      return -x;
+    case UnaryOp::Exp:
+      return exp(x);
+    case UnaryOp::Log:
+      return log(x);
+    case UnaryOp::Sqrt:
+      return sqrt(x);
+    case UnaryOp::Rsqrt:
+      return T(1) / sqrt(x);
+    case UnaryOp::Abs:
+      return abs(x);
+    case UnaryOp::Tanh:
+      return tanh(x);
+    case UnaryOp::Sigmoid:
+      return sigmoid_of(x);
+    case UnaryOp::Silu:
+      return x * sigmoid_of(x);
     case UnaryOp::GeluTanh:
       return T(0.5) * x * (T(1) + tanh(kSqrt2OverPi * (x + T(0.044715) * x * x * x)));
-    case UnaryOp::GeluErf: return T(0.5) * x * (T(1) + erf(x * kInvSqrt2));
+    case UnaryOp::GeluErf:
+      return T(0.5) * x * (T(1) + erf(x * kInvSqrt2));
     case UnaryOp::Softplus: {
       const T bx = T(p.p0) * x;
       if (bx > T(p.p1)) return x;
@@ -63,7 +73,8 @@ IM_HD T unary_forward(UnaryOp op, UnaryParams p, T x) {
       const T m = bx > T(0) ? bx : T(0);
       return (m + log1p(exp(-abs(bx)))) / T(p.p0);
     }
-    case UnaryOp::Pow: return pow(x, T(p.p0));
+    case UnaryOp::Pow:
+      return pow(x, T(p.p0));
     case UnaryOp::Clamp: {
       const T lo = T(p.p0), hi = T(p.p1);
       return x < lo ? lo : (x > hi ? hi : x);
@@ -80,14 +91,22 @@ IM_HD T unary_backward(UnaryOp op, UnaryParams p, T g, T x, T y) {
   constexpr T kInvSqrt2Pi = T(0.3989422804014327);
   constexpr T kInvSqrt2 = T(0.7071067811865476);
   switch (op) {
-    case UnaryOp::Neg: return -g;
-    case UnaryOp::Exp: return g * y;
-    case UnaryOp::Log: return g / x;
-    case UnaryOp::Sqrt: return g * T(0.5) / y;
-    case UnaryOp::Rsqrt: return g * T(-0.5) * y * y * y;
-    case UnaryOp::Abs: return x > T(0) ? g : (x < T(0) ? -g : T(0));
-    case UnaryOp::Tanh: return g * (T(1) - y * y);
-    case UnaryOp::Sigmoid: return g * y * (T(1) - y);
+    case UnaryOp::Neg:
+      return -g;
+    case UnaryOp::Exp:
+      return g * y;
+    case UnaryOp::Log:
+      return g / x;
+    case UnaryOp::Sqrt:
+      return g * T(0.5) / y;
+    case UnaryOp::Rsqrt:
+      return g * T(-0.5) * y * y * y;
+    case UnaryOp::Abs:
+      return x > T(0) ? g : (x < T(0) ? -g : T(0));
+    case UnaryOp::Tanh:
+      return g * (T(1) - y * y);
+    case UnaryOp::Sigmoid:
+      return g * y * (T(1) - y);
     case UnaryOp::Silu: {
       const T s = sigmoid_of(x);
       return g * s * (T(1) + x * (T(1) - s));
@@ -109,8 +128,10 @@ IM_HD T unary_backward(UnaryOp op, UnaryParams p, T g, T x, T y) {
       if (bx > T(p.p1)) return g;
       return g * sigmoid_of(bx);
     }
-    case UnaryOp::Pow: return g * T(p.p0) * pow(x, T(p.p0) - T(1));
-    case UnaryOp::Clamp: return (x < T(p.p0) || x > T(p.p1)) ? T(0) : g;
+    case UnaryOp::Pow:
+      return g * T(p.p0) * pow(x, T(p.p0) - T(1));
+    case UnaryOp::Clamp:
+      return (x < T(p.p0) || x > T(p.p1)) ? T(0) : g;
   }
   return g;
 }
@@ -118,10 +139,14 @@ IM_HD T unary_backward(UnaryOp op, UnaryParams p, T g, T x, T y) {
 template <typename T>
 IM_HD T binary_forward(BinaryOp op, T a, T b) {
   switch (op) {
-    case BinaryOp::Add: return a + b;
-    case BinaryOp::Sub: return a - b;
-    case BinaryOp::Mul: return a * b;
-    case BinaryOp::Div: return a / b;
+    case BinaryOp::Add:
+      return a + b;
+    case BinaryOp::Sub:
+      return a - b;
+    case BinaryOp::Mul:
+      return a * b;
+    case BinaryOp::Div:
+      return a / b;
   }
   return a;
 }

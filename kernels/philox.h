@@ -46,9 +46,13 @@ IM_HD uint32_t word(uint64_t seed, uint64_t offset, uint64_t i) {
 }
 
 // Uniform in [0, 1) with 24 random bits: exact in float32 and float64 alike.
-IM_HD float to_uniform(uint32_t w) { return static_cast<float>(w >> 8) * (1.0f / 16777216.0f); }
+IM_HD float to_uniform(uint32_t w) {
+  return static_cast<float>(w >> 8) * (1.0f / 16777216.0f);
+}
 
 // Blocks consumed by a draw of n words.
-IM_HD uint64_t blocks_for(uint64_t n) { return (n + 3) / 4; }
+IM_HD uint64_t blocks_for(uint64_t n) {
+  return (n + 3) / 4;
+}
 
 }  // namespace im::philox

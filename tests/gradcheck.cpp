@@ -54,8 +54,8 @@ std::set<std::string> graph_op_names(const Tensor& root) {
                                            GradcheckOptions options) {
   for (const Tensor& t : inputs) {
     if (t.defined() && is_floating(t.dtype()) && t.dtype() != DType::Float64)
-      return ::testing::AssertionFailure() << "gradcheck needs float64 inputs, got "
-                                           << t.describe();
+      return ::testing::AssertionFailure()
+             << "gradcheck needs float64 inputs, got " << t.describe();
   }
   // Fresh leaves so earlier gradients do not leak in.
   std::vector<Tensor> leaves;

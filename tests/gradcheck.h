@@ -68,12 +68,12 @@ class CaseScope {
 
 }  // namespace im::testing
 
-#define GRADCHECK_CASE(case_name, ...)                                                  \
-  static void gradcheck_body_##case_name();                                             \
-  [[maybe_unused]] static const bool gradcheck_registered_##case_name =                 \
-      ::im::testing::register_gradcheck_case(#case_name, {__VA_ARGS__});                \
-  TEST(Gradcheck, case_name) {                                                          \
-    ::im::testing::CaseScope scope({__VA_ARGS__});                                      \
-    gradcheck_body_##case_name();                                                       \
-  }                                                                                     \
+#define GRADCHECK_CASE(case_name, ...)                                   \
+  static void gradcheck_body_##case_name();                              \
+  [[maybe_unused]] static const bool gradcheck_registered_##case_name =  \
+      ::im::testing::register_gradcheck_case(#case_name, {__VA_ARGS__}); \
+  TEST(Gradcheck, case_name) {                                           \
+    ::im::testing::CaseScope scope({__VA_ARGS__});                       \
+    gradcheck_body_##case_name();                                        \
+  }                                                                      \
   static void gradcheck_body_##case_name()

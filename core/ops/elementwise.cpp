@@ -23,8 +23,8 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
   for (size_t i = 0; i < n; ++i) {
     const int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
     const int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
-    IM_CHECK(da == db || da == 1 || db == 1, op, ": shapes ", shape_str(a), " and ",
-             shape_str(b), " do not broadcast");
+    IM_CHECK(da == db || da == 1 || db == 1, op, ": shapes ", shape_str(a), " and ", shape_str(b),
+             " do not broadcast");
     out[i] = da == 1 ? db : da;
   }
   return out;
@@ -33,8 +33,7 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
 namespace {
 
 void check_same_dtype_device(const Tensor& a, const Tensor& b, const char* op) {
-  IM_CHECK(a.dtype() == b.dtype(), op, ": dtype mismatch, ", a.describe(), " and ",
-           b.describe());
+  IM_CHECK(a.dtype() == b.dtype(), op, ": dtype mismatch, ", a.describe(), " and ", b.describe());
   IM_CHECK(a.device() == b.device(), op, ": device mismatch, ", a.describe(), " and ",
            b.describe());
 }
@@ -102,8 +101,8 @@ Tensor unary_backward_kernel(UnaryOp op, UnaryParams p, const Tensor& g, const T
 
 // Ops whose derivative reads the output y rather than (only) the input x.
 bool backward_reads_output(UnaryOp op) {
-  return op == UnaryOp::Exp || op == UnaryOp::Sqrt || op == UnaryOp::Rsqrt ||
-         op == UnaryOp::Tanh || op == UnaryOp::Sigmoid;
+  return op == UnaryOp::Exp || op == UnaryOp::Sqrt || op == UnaryOp::Rsqrt || op == UnaryOp::Tanh ||
+         op == UnaryOp::Sigmoid;
 }
 
 Tensor unary(UnaryOp op, UnaryParams p, const Tensor& x, const char* name) {
@@ -157,13 +156,11 @@ Tensor div(const Tensor& a, const Tensor& b) {
   if (any_requires_grad({a, b})) {
     const Tensor bs = b.detach(), ys = out.detach();
     const Shape sa = a.shape();
-    record_op("div", {a, b}, {out},
-              [bs, ys, sa](const std::vector<Tensor>& g, const auto& needs) {
-                const Tensor ga = div(g[0], bs);  // d/da = 1/b, d/db = -a/b^2 = -y/b
-                return std::vector<Tensor>{
-                    needs[0] ? sum_to(ga, sa) : Tensor(),
-                    needs[1] ? sum_to(neg(mul(ga, ys)), bs.shape()) : Tensor()};
-              });
+    record_op("div", {a, b}, {out}, [bs, ys, sa](const std::vector<Tensor>& g, const auto& needs) {
+      const Tensor ga = div(g[0], bs);  // d/da = 1/b, d/db = -a/b^2 = -y/b
+      return std::vector<Tensor>{needs[0] ? sum_to(ga, sa) : Tensor(),
+                                 needs[1] ? sum_to(neg(mul(ga, ys)), bs.shape()) : Tensor()};
+    });
   }
   return out;
 }
@@ -175,39 +172,85 @@ Tensor scalar_like(double v, const Tensor& t) {
 }
 }  // namespace
 
-Tensor add(const Tensor& a, double b) { return add(a, scalar_like(b, a)); }
-Tensor mul(const Tensor& a, double b) { return mul(a, scalar_like(b, a)); }
+Tensor add(const Tensor& a, double b) {
+  return add(a, scalar_like(b, a));
+}
+Tensor mul(const Tensor& a, double b) {
+  return mul(a, scalar_like(b, a));
+}
 
-Tensor neg(const Tensor& x) { return unary(UnaryOp::Neg, {}, x, "neg"); }
-Tensor exp(const Tensor& x) { return unary(UnaryOp::Exp, {}, x, "exp"); }
-Tensor log(const Tensor& x) { return unary(UnaryOp::Log, {}, x, "log"); }
-Tensor sqrt(const Tensor& x) { return unary(UnaryOp::Sqrt, {}, x, "sqrt"); }
-Tensor rsqrt(const Tensor& x) { return unary(UnaryOp::Rsqrt, {}, x, "rsqrt"); }
-Tensor pow(const Tensor& x, double e) { return unary(UnaryOp::Pow, {e, 0}, x, "pow"); }
-Tensor abs(const Tensor& x) { return unary(UnaryOp::Abs, {}, x, "abs"); }
+Tensor neg(const Tensor& x) {
+  return unary(UnaryOp::Neg, {}, x, "neg");
+}
+Tensor exp(const Tensor& x) {
+  return unary(UnaryOp::Exp, {}, x, "exp");
+}
+Tensor log(const Tensor& x) {
+  return unary(UnaryOp::Log, {}, x, "log");
+}
+Tensor sqrt(const Tensor& x) {
+  return unary(UnaryOp::Sqrt, {}, x, "sqrt");
+}
+Tensor rsqrt(const Tensor& x) {
+  return unary(UnaryOp::Rsqrt, {}, x, "rsqrt");
+}
+Tensor pow(const Tensor& x, double e) {
+  return unary(UnaryOp::Pow, {e, 0}, x, "pow");
+}
+Tensor abs(const Tensor& x) {
+  return unary(UnaryOp::Abs, {}, x, "abs");
+}
 Tensor clamp(const Tensor& x, double lo, double hi) {
   IM_CHECK(lo <= hi, "clamp: lower bound ", lo, " above upper bound ", hi);
   return unary(UnaryOp::Clamp, {lo, hi}, x, "clamp");
 }
-Tensor tanh(const Tensor& x) { return unary(UnaryOp::Tanh, {}, x, "tanh"); }
-Tensor sigmoid(const Tensor& x) { return unary(UnaryOp::Sigmoid, {}, x, "sigmoid"); }
-Tensor silu(const Tensor& x) { return unary(UnaryOp::Silu, {}, x, "silu"); }
-Tensor gelu_tanh(const Tensor& x) { return unary(UnaryOp::GeluTanh, {}, x, "gelu_tanh"); }
-Tensor gelu_erf(const Tensor& x) { return unary(UnaryOp::GeluErf, {}, x, "gelu_erf"); }
+Tensor tanh(const Tensor& x) {
+  return unary(UnaryOp::Tanh, {}, x, "tanh");
+}
+Tensor sigmoid(const Tensor& x) {
+  return unary(UnaryOp::Sigmoid, {}, x, "sigmoid");
+}
+Tensor silu(const Tensor& x) {
+  return unary(UnaryOp::Silu, {}, x, "silu");
+}
+Tensor gelu_tanh(const Tensor& x) {
+  return unary(UnaryOp::GeluTanh, {}, x, "gelu_tanh");
+}
+Tensor gelu_erf(const Tensor& x) {
+  return unary(UnaryOp::GeluErf, {}, x, "gelu_erf");
+}
 Tensor softplus(const Tensor& x, double beta, double threshold) {
   IM_CHECK(beta > 0, "softplus: beta must be positive, got ", beta);
   return unary(UnaryOp::Softplus, {beta, threshold}, x, "softplus");
 }
 
-Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
-Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
-Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
-Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
-Tensor operator-(const Tensor& x) { return neg(x); }
-Tensor operator*(const Tensor& a, double b) { return mul(a, b); }
-Tensor operator*(double a, const Tensor& b) { return mul(b, a); }
-Tensor operator+(const Tensor& a, double b) { return add(a, b); }
-Tensor operator-(const Tensor& a, double b) { return add(a, -b); }
+Tensor operator+(const Tensor& a, const Tensor& b) {
+  return add(a, b);
+}
+Tensor operator-(const Tensor& a, const Tensor& b) {
+  return sub(a, b);
+}
+Tensor operator*(const Tensor& a, const Tensor& b) {
+  return mul(a, b);
+}
+Tensor operator/(const Tensor& a, const Tensor& b) {
+  return div(a, b);
+}
+Tensor operator-(const Tensor& x) {
+  return neg(x);
+}
+Tensor operator*(const Tensor& a, double b) {
+  return mul(a, b);
+}
+Tensor operator*(double a, const Tensor& b) {
+  return mul(b, a);
+}
+Tensor operator+(const Tensor& a, double b) {
+  return add(a, b);
+}
+Tensor operator-(const Tensor& a, double b) {
+  return add(a, -b);
+}
 
 void accumulate_into(Tensor& dst, const Tensor& src) {
   IM_CHECK(dst.is_contiguous(), "accumulate_into: destination ", dst.describe(),

@@ -29,26 +29,54 @@ void check_unary(Tensor (*op)(const Tensor&), double lo, double hi) {
 
 }  // namespace
 
-GRADCHECK_CASE(add, "add") { check_binary(&im::add, false); }
-GRADCHECK_CASE(sub, "sub") { check_binary(&im::sub, false); }
-GRADCHECK_CASE(mul, "mul") { check_binary(&im::mul, false); }
-GRADCHECK_CASE(div, "div") { check_binary(&im::div, true); }
+GRADCHECK_CASE(add, "add") {
+  check_binary(&im::add, false);
+}
+GRADCHECK_CASE(sub, "sub") {
+  check_binary(&im::sub, false);
+}
+GRADCHECK_CASE(mul, "mul") {
+  check_binary(&im::mul, false);
+}
+GRADCHECK_CASE(div, "div") {
+  check_binary(&im::div, true);
+}
 
 GRADCHECK_CASE(scalar_overloads, "add", "mul") {
   Tensor x = random_input({3, 4}, 3);
   EXPECT_TRUE(gradcheck([](const auto& in) { return (in[0] * 2.5 + 1.0) * in[0]; }, {x}));
 }
 
-GRADCHECK_CASE(neg, "neg") { check_unary(&im::neg, -2, 2); }
-GRADCHECK_CASE(exp, "exp") { check_unary(&im::exp, -2, 2); }
-GRADCHECK_CASE(log, "log") { check_unary(&im::log, 0.2, 3); }
-GRADCHECK_CASE(sqrt, "sqrt") { check_unary(&im::sqrt, 0.2, 3); }
-GRADCHECK_CASE(rsqrt, "rsqrt") { check_unary(&im::rsqrt, 0.2, 3); }
-GRADCHECK_CASE(tanh, "tanh") { check_unary(&im::tanh, -3, 3); }
-GRADCHECK_CASE(sigmoid, "sigmoid") { check_unary(&im::sigmoid, -4, 4); }
-GRADCHECK_CASE(silu, "silu") { check_unary(&im::silu, -4, 4); }
-GRADCHECK_CASE(gelu_tanh, "gelu_tanh") { check_unary(&im::gelu_tanh, -4, 4); }
-GRADCHECK_CASE(gelu_erf, "gelu_erf") { check_unary(&im::gelu_erf, -4, 4); }
+GRADCHECK_CASE(neg, "neg") {
+  check_unary(&im::neg, -2, 2);
+}
+GRADCHECK_CASE(exp, "exp") {
+  check_unary(&im::exp, -2, 2);
+}
+GRADCHECK_CASE(log, "log") {
+  check_unary(&im::log, 0.2, 3);
+}
+GRADCHECK_CASE(sqrt, "sqrt") {
+  check_unary(&im::sqrt, 0.2, 3);
+}
+GRADCHECK_CASE(rsqrt, "rsqrt") {
+  check_unary(&im::rsqrt, 0.2, 3);
+}
+GRADCHECK_CASE(tanh, "tanh") {
+  check_unary(&im::tanh, -3, 3);
+}
+GRADCHECK_CASE(sigmoid, "sigmoid") {
+  check_unary(&im::sigmoid, -4, 4);
+}
+GRADCHECK_CASE(silu, "silu") {
+  check_unary(&im::silu, -4, 4);
+}
+GRADCHECK_CASE(gelu_tanh, "gelu_tanh") {
+  check_unary(&im::gelu_tanh, -4, 4);
+}
+GRADCHECK_CASE(gelu_erf, "gelu_erf") {
+  check_unary(&im::gelu_erf, -4, 4);
+}
 
 // abs and clamp are not differentiable at their kinks; keep inputs away from them.
 GRADCHECK_CASE(abs, "abs") {

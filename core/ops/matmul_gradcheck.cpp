@@ -30,6 +30,6 @@ GRADCHECK_CASE(matmul_transposed_operands, "matmul", "permute") {
       {a, b}));
   // A slice with a row stride larger than its width.
   Tensor c = random_input({4, 9}, 10), e = random_input({3, 2}, 11);
-  EXPECT_TRUE(gradcheck([](const auto& in) { return im::matmul(in[0].slice(1, 2, 5), in[1]); },
-                        {c, e}));
+  EXPECT_TRUE(
+      gradcheck([](const auto& in) { return im::matmul(in[0].slice(1, 2, 5), in[1]); }, {c, e}));
 }

@@ -7,8 +7,7 @@
 namespace im::detail {
 
 inline void check_same_dtype_device(const Tensor& a, const Tensor& b, const char* op) {
-  IM_CHECK(a.dtype() == b.dtype(), op, ": dtype mismatch, ", a.describe(), " and ",
-           b.describe());
+  IM_CHECK(a.dtype() == b.dtype(), op, ": dtype mismatch, ", a.describe(), " and ", b.describe());
   IM_CHECK(a.device() == b.device(), op, ": device mismatch, ", a.describe(), " and ",
            b.describe());
 }

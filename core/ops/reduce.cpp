@@ -21,8 +21,7 @@ struct ReducePlan {
   int64_t rows = 1, cols = 1;
 };
 
-ReducePlan plan(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim,
-                const char* op) {
+ReducePlan plan(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim, const char* op) {
   const int64_t n = x.dim();
   std::vector<bool> reduced(n, dims.empty());
   for (int64_t d : dims) {
@@ -140,8 +139,7 @@ Tensor var(const Tensor& x, const std::vector<int64_t>& dims, int64_t correction
               [p, xs, row_mean, scale](const std::vector<Tensor>& g, const auto&) {
                 // d var / dx_i = 2 (x_i - mean) / (n - correction)
                 const Tensor centred = sub(xs, row_mean);
-                return std::vector<Tensor>{
-                    mul(mul(centred, scale), g[0].reshape(p.keep_shape))};
+                return std::vector<Tensor>{mul(mul(centred, scale), g[0].reshape(p.keep_shape))};
               });
   }
   return out;

@@ -41,6 +41,6 @@ GRADCHECK_CASE(var, "var") {
   for (const auto& dims : kDimSets)
     for (int64_t correction : {0, 1})
       for (bool keep : {false, true})
-        EXPECT_TRUE(gradcheck(
-            [&](const auto& in) { return im::var(in[0], dims, correction, keep); }, {x}));
+        EXPECT_TRUE(
+            gradcheck([&](const auto& in) { return im::var(in[0], dims, correction, keep); }, {x}));
 }

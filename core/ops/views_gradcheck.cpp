@@ -8,7 +8,11 @@ using im::testing::random_input;
 
 GRADCHECK_CASE(reshape_view_and_copy, "reshape", "permute") {
   Tensor x = random_input({3, 4, 5}, 1);
-  EXPECT_TRUE(gradcheck([](const auto& in) { return in[0].reshape({5, -1}) * in[0].reshape({5, 12}); }, {x}));
+  EXPECT_TRUE(gradcheck(
+      [](const auto& in) {
+        return in[0].reshape({5, -1}) * in[0].reshape({5, 12});
+      },
+      {x}));
   // Reshape of a transposed tensor copies; the gradient must still land right.
   EXPECT_TRUE(gradcheck([](const auto& in) { return in[0].transpose(0, 2).reshape({-1}); }, {x}));
   EXPECT_TRUE(gradcheck([](const auto& in) { return in[0].unsqueeze(1).flatten(0, 1); }, {x}));
@@ -26,8 +30,8 @@ GRADCHECK_CASE(slice, "slice") {
   EXPECT_TRUE(gradcheck([](const auto& in) { return in[0].slice(0, -2, 5); }, {x}));
   EXPECT_TRUE(gradcheck([](const auto& in) { return in[0].select(1, 4); }, {x}));
   // Two overlapping slices of one tensor: gradients sum where they overlap.
-  EXPECT_TRUE(gradcheck(
-      [](const auto& in) { return in[0].slice(1, 0, 10) * in[0].slice(1, 7, 17); }, {x}));
+  EXPECT_TRUE(
+      gradcheck([](const auto& in) { return in[0].slice(1, 0, 10) * in[0].slice(1, 7, 17); }, {x}));
 }
 
 GRADCHECK_CASE(expand, "expand") {
@@ -40,7 +44,9 @@ GRADCHECK_CASE(expand, "expand") {
 GRADCHECK_CASE(contiguous_and_clone, "contiguous", "clone") {
   Tensor x = random_input({4, 3}, 6);
   EXPECT_TRUE(gradcheck(
-      [](const auto& in) { return in[0].transpose(0, 1).contiguous() * in[0].clone().transpose(0, 1); },
+      [](const auto& in) {
+        return in[0].transpose(0, 1).contiguous() * in[0].clone().transpose(0, 1);
+      },
       {x}));
 }
 
@@ -52,7 +58,7 @@ GRADCHECK_CASE(cast, "cast") {
   loose.eps = 1e-3;
   loose.atol = 1e-4;
   loose.rtol = 1e-3;
-  EXPECT_TRUE(gradcheck(
-      [](const auto& in) { return in[0].to(im::DType::Float32).to(im::DType::Float64); }, {x},
-      loose));
+  EXPECT_TRUE(
+      gradcheck([](const auto& in) { return in[0].to(im::DType::Float32).to(im::DType::Float64); },
+                {x}, loose));
 }

@@ -91,13 +91,13 @@ void fill(T* out, T value, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = value;
 }
 
-#define IM_INSTANTIATE_FLOAT(T)                                                            \
-  template void unary<T>(UnaryOp, UnaryParams, const T*, T*, int64_t);                     \
-  template void unary_backward<T>(UnaryOp, UnaryParams, const T*, const T*, const T*, T*,  \
-                                  int64_t);                                                \
-  template void binary<T>(BinaryOp, const T*, const std::vector<int64_t>&, const T*,       \
-                          const std::vector<int64_t>&, T*, const std::vector<int64_t>&);   \
-  template void accumulate<T>(T*, const T*, const std::vector<int64_t>&,                   \
+#define IM_INSTANTIATE_FLOAT(T)                                                           \
+  template void unary<T>(UnaryOp, UnaryParams, const T*, T*, int64_t);                    \
+  template void unary_backward<T>(UnaryOp, UnaryParams, const T*, const T*, const T*, T*, \
+                                  int64_t);                                               \
+  template void binary<T>(BinaryOp, const T*, const std::vector<int64_t>&, const T*,      \
+                          const std::vector<int64_t>&, T*, const std::vector<int64_t>&);  \
+  template void accumulate<T>(T*, const T*, const std::vector<int64_t>&,                  \
                               const std::vector<int64_t>&);
 IM_INSTANTIATE_FLOAT(float)
 IM_INSTANTIATE_FLOAT(double)
@@ -109,19 +109,23 @@ template void fill<int32_t>(int32_t*, int32_t, int64_t);
 template void fill<int64_t>(int64_t*, int64_t, int64_t);
 template void fill<uint8_t>(uint8_t*, uint8_t, int64_t);
 
-#define IM_COPY_FROM(S)                                                                       \
-  template void copy_strided<S, float>(const S*, const std::vector<int64_t>&, float*, \
-      const std::vector<int64_t>&, const std::vector<int64_t>&);                          \
-  template void copy_strided<S, double>(const S*, const std::vector<int64_t>&, double*, \
-      const std::vector<int64_t>&, const std::vector<int64_t>&);                         \
-  template void copy_strided<S, bfloat16>(const S*, const std::vector<int64_t>&, bfloat16*, \
-      const std::vector<int64_t>&, const std::vector<int64_t>&);                       \
-  template void copy_strided<S, int32_t>(const S*, const std::vector<int64_t>&, int32_t*, \
-      const std::vector<int64_t>&, const std::vector<int64_t>&);                        \
-  template void copy_strided<S, int64_t>(const S*, const std::vector<int64_t>&, int64_t*, \
-      const std::vector<int64_t>&, const std::vector<int64_t>&);                        \
-  template void copy_strided<S, uint8_t>(const S*, const std::vector<int64_t>&, uint8_t*, \
-      const std::vector<int64_t>&, const std::vector<int64_t>&);
+#define IM_COPY_FROM(S)                                                                            \
+  template void copy_strided<S, float>(const S*, const std::vector<int64_t>&, float*,              \
+                                       const std::vector<int64_t>&, const std::vector<int64_t>&);  \
+  template void copy_strided<S, double>(const S*, const std::vector<int64_t>&, double*,            \
+                                        const std::vector<int64_t>&, const std::vector<int64_t>&); \
+  template void copy_strided<S, bfloat16>(const S*, const std::vector<int64_t>&, bfloat16*,        \
+                                          const std::vector<int64_t>&,                             \
+                                          const std::vector<int64_t>&);                            \
+  template void copy_strided<S, int32_t>(const S*, const std::vector<int64_t>&, int32_t*,          \
+                                         const std::vector<int64_t>&,                              \
+                                         const std::vector<int64_t>&);                             \
+  template void copy_strided<S, int64_t>(const S*, const std::vector<int64_t>&, int64_t*,          \
+                                         const std::vector<int64_t>&,                              \
+                                         const std::vector<int64_t>&);                             \
+  template void copy_strided<S, uint8_t>(const S*, const std::vector<int64_t>&, uint8_t*,          \
+                                         const std::vector<int64_t>&,                              \
+                                         const std::vector<int64_t>&);
 IM_COPY_FROM(float)
 IM_COPY_FROM(double)
 IM_COPY_FROM(bfloat16)

@@ -60,8 +60,8 @@ __global__ void unary_kernel(UnaryOp op, UnaryParams p, const T* x, T* y, int64_
 }
 
 template <typename T>
-__global__ void unary_backward_kernel(UnaryOp op, UnaryParams p, const T* g, const T* x,
-                                      const T* y, T* dx, int64_t n) {
+__global__ void unary_backward_kernel(UnaryOp op, UnaryParams p, const T* g, const T* x, const T* y,
+                                      T* dx, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(blockDim.x) * gridDim.x)
     dx[i] = kernels::unary_backward<T>(op, p, g[i], x[i], y ? y[i] : T(0));
@@ -158,8 +158,7 @@ void copy_strided(const void* src, const std::vector<int64_t>& src_strides, void
                                                          static_cast<uint64_t*>(dst), l, n);
       break;
     default:
-      throw std::runtime_error("CUDA copy: unsupported element size " +
-                               std::to_string(elem_size));
+      throw std::runtime_error("CUDA copy: unsupported element size " + std::to_string(elem_size));
   }
   check_last_launch("strided copy kernel");
 }
@@ -192,17 +191,16 @@ void fill_bytes(void* dst, const void* value, size_t elem_size, int64_t n) {
       break;
     }
     default:
-      throw std::runtime_error("CUDA fill: unsupported element size " +
-                               std::to_string(elem_size));
+      throw std::runtime_error("CUDA fill: unsupported element size " + std::to_string(elem_size));
   }
   check_last_launch("fill kernel");
 }
 
-#define IM_CUDA_INSTANTIATE(T)                                                              \
-  template void unary<T>(UnaryOp, UnaryParams, const T*, T*, int64_t);                      \
-  template void unary_backward<T>(UnaryOp, UnaryParams, const T*, const T*, const T*, T*,   \
-                                  int64_t);                                                 \
-  template void binary<T>(BinaryOp, const T*, const std::vector<int64_t>&, const T*,        \
+#define IM_CUDA_INSTANTIATE(T)                                                            \
+  template void unary<T>(UnaryOp, UnaryParams, const T*, T*, int64_t);                    \
+  template void unary_backward<T>(UnaryOp, UnaryParams, const T*, const T*, const T*, T*, \
+                                  int64_t);                                               \
+  template void binary<T>(BinaryOp, const T*, const std::vector<int64_t>&, const T*,      \
                           const std::vector<int64_t>&, T*, const std::vector<int64_t>&);
 IM_CUDA_INSTANTIATE(float)
 IM_CUDA_INSTANTIATE(double)

@@ -14,8 +14,8 @@ using im::Tensor;
 
 namespace {
 
-#define REQUIRE_GPU()                                                               \
-  do {                                                                              \
+#define REQUIRE_GPU()                                                                \
+  do {                                                                               \
     if (im::cuda_device_count() == 0) GTEST_SKIP() << im::cuda_unavailable_reason(); \
   } while (0)
 
@@ -41,11 +41,11 @@ struct UnaryCase {
 };
 
 const UnaryCase kUnary[] = {
-    {"neg", &im::neg, -3, 3},         {"exp", &im::exp, -3, 3},
-    {"log", &im::log, 0.1, 4},        {"sqrt", &im::sqrt, 0.1, 4},
-    {"rsqrt", &im::rsqrt, 0.1, 4},    {"abs", &im::abs, -3, 3},
-    {"tanh", &im::tanh, -3, 3},       {"sigmoid", &im::sigmoid, -6, 6},
-    {"silu", &im::silu, -6, 6},       {"gelu_tanh", &im::gelu_tanh, -6, 6},
+    {"neg", &im::neg, -3, 3},           {"exp", &im::exp, -3, 3},
+    {"log", &im::log, 0.1, 4},          {"sqrt", &im::sqrt, 0.1, 4},
+    {"rsqrt", &im::rsqrt, 0.1, 4},      {"abs", &im::abs, -3, 3},
+    {"tanh", &im::tanh, -3, 3},         {"sigmoid", &im::sigmoid, -6, 6},
+    {"silu", &im::silu, -6, 6},         {"gelu_tanh", &im::gelu_tanh, -6, 6},
     {"gelu_erf", &im::gelu_erf, -6, 6},
 };
 
@@ -141,7 +141,9 @@ TEST(CudaRandom, GpuDrawsTheSameNumbersAsCpu) {
     Tensor n_gpu = im::randn({4097}, gpu_gen, dt, Device::cuda());
     // Same uniforms; log/cos may differ by an ulp between libm and CUDA's math library.
     EXPECT_LT(rel_error(n_gpu, n_cpu), 1e-6);
-    EXPECT_EQ(im::bernoulli_mask({333}, 0.7, gpu_gen, Device::cuda()).to(Device::cpu()).to_vector<uint8_t>(),
+    EXPECT_EQ(im::bernoulli_mask({333}, 0.7, gpu_gen, Device::cuda())
+                  .to(Device::cpu())
+                  .to_vector<uint8_t>(),
               im::bernoulli_mask({333}, 0.7, cpu_gen).to_vector<uint8_t>());
     EXPECT_EQ(cpu_gen.state(), gpu_gen.state());
   }

@@ -39,7 +39,9 @@ std::string device_name(int index) {
   return prop.name;
 }
 
-void set_device(int index) { check(cudaSetDevice(index), "cudaSetDevice"); }
+void set_device(int index) {
+  check(cudaSetDevice(index), "cudaSetDevice");
+}
 
 void* device_malloc(size_t bytes) {
   void* p = nullptr;
@@ -47,7 +49,9 @@ void* device_malloc(size_t bytes) {
   return p;
 }
 
-void device_free(void* ptr) { check(cudaFree(ptr), "cudaFree"); }
+void device_free(void* ptr) {
+  check(cudaFree(ptr), "cudaFree");
+}
 
 void memcpy_host_to_device(void* dst, const void* src, size_t bytes) {
   check(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "cudaMemcpy host to device");
@@ -61,8 +65,12 @@ void memcpy_device_to_device(void* dst, const void* src, size_t bytes) {
   check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), "cudaMemcpy device to device");
 }
 
-void synchronize() { check(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); }
+void synchronize() {
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+}
 
-void check_last_launch(const char* what) { check(cudaGetLastError(), what); }
+void check_last_launch(const char* what) {
+  check(cudaGetLastError(), what);
+}
 
 }  // namespace im::kernels::cuda
