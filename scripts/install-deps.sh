@@ -10,7 +10,9 @@ packages=(
   libhdf5-dev
   libprotobuf-dev protobuf-compiler
   libtomlplusplus-dev
+  zlib1g-dev
   iproute2
+  dataset-fashion-mnist
 )
 
 missing=()
