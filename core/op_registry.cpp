@@ -49,6 +49,7 @@ const std::vector<OpInfo>& op_registry() {
       {"topk", "k largest along a dim, sorted (gradient to the picks)"},
       {"concat", "join along an existing dim"},
       {"cumsum", "inclusive cumulative sum along a dim"},
+      {"flip", "reverse along a dim (copy)"},
       // convolution, randomness, selective scan (ops B)
       {"causal_depthwise_conv1d", "per-channel causal 1-D convolution over [B, L, C]"},
       {"conv2d", "2-D convolution via im2col + GEMM (patch embedding)"},

@@ -88,6 +88,10 @@ struct TopK {
 // The k largest along `dim`, sorted descending; ties keep the lower index first.
 TopK topk(const Tensor& x, int64_t k, int64_t dim = -1);
 
+// ---- reordering (ops/flip.cpp) -----------------------------------------------------------
+// x reversed along `dim` (a copy; the backward direction of a bidirectional scan uses it).
+Tensor flip(const Tensor& x, int64_t dim);
+
 // ---- joining and splitting (ops/join.cpp) ---------------------------------------------
 Tensor concat(const std::vector<Tensor>& tensors, int64_t dim);
 Tensor stack(const std::vector<Tensor>& tensors, int64_t dim);
