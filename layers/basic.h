@@ -1,0 +1,51 @@
+// Building blocks: Linear, LayerNorm, MLP, and the forward context every module reads.
+#pragma once
+
+#include "core/rng.h"
+#include "core/tensor.h"
+#include "layers/module.h"
+
+namespace im::layers {
+
+// What a forward pass needs besides its input: randomness for drop-path, and for text
+// a mask of real (non-pad) tokens.
+struct ForwardContext {
+  Generator* gen = nullptr;  // required in training when drop-path is on
+  Tensor token_mask;         // [B, L] in the compute dtype, 1 = real token; undefined = all real
+};
+
+class Linear : public Module {
+ public:
+  // Weight stored (out, in) as PyTorch does; bias optional.
+  Linear(int64_t in, int64_t out, bool bias, Generator& gen, DType dtype);
+  Tensor forward(const Tensor& x);
+  Tensor& weight() { return *weight_; }
+  Tensor& bias() { return *bias_; }
+
+ private:
+  Tensor* weight_;
+  Tensor* bias_ = nullptr;
+};
+
+class LayerNormModule : public Module {
+ public:
+  LayerNormModule(int64_t dim, DType dtype);
+  Tensor forward(const Tensor& x);
+
+ private:
+  Tensor* weight_;
+  Tensor* bias_;
+};
+
+// Linear(d, hidden) -> GELU (erf form) -> Linear(hidden, d).
+class Mlp : public Module {
+ public:
+  Mlp(int64_t dim, int64_t hidden, Generator& gen, DType dtype);
+  Tensor forward(const Tensor& x);
+
+ private:
+  Linear* fc1_;
+  Linear* fc2_;
+};
+
+}  // namespace im::layers

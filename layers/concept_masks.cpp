@@ -1,0 +1,98 @@
+#include "layers/concept_masks.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "core/dispatch.h"
+#include "core/error.h"
+
+namespace im::layers {
+
+std::vector<int64_t> concept_buckets(const Tensor& centers, const Tensor& bucket_embed) {
+  const Tensor c = centers.detach().contiguous().to(DType::Float64);
+  const Tensor phi = bucket_embed.detach().contiguous().to(DType::Float64);
+  const int64_t K = c.size(0), H = phi.size(0), dc = c.size(1);
+  const double* pc = c.data<double>();
+  const double* pp = phi.data<double>();
+  std::vector<int64_t> out(K);
+  for (int64_t k = 0; k < K; ++k) {
+    double best = -INFINITY;
+    for (int64_t h = 0; h < H; ++h) {
+      double dot = 0;
+      for (int64_t j = 0; j < dc; ++j) dot += pc[k * dc + j] * pp[h * dc + j];
+      if (dot > best) {
+        best = dot;
+        out[k] = h;
+      }
+    }
+  }
+  return out;
+}
+
+Tensor bucket_mask(const Tensor& hash_probs, const std::vector<int64_t>& buckets, int64_t top_r) {
+  const Tensor p = hash_probs.detach().contiguous().to(DType::Float64);
+  const int64_t B = p.size(0), L = p.size(1), H = p.size(2);
+  const int64_t K = static_cast<int64_t>(buckets.size());
+  const int64_t r = std::min(top_r, H);
+  Tensor mask = Tensor::empty({B, L, K}, DType::UInt8);
+  const double* pp = p.data<double>();
+  uint8_t* pm = mask.data<uint8_t>();
+  std::vector<int64_t> order(H);
+  std::vector<uint8_t> kept(H);
+  for (int64_t row = 0; row < B * L; ++row) {
+    const double* probs = pp + row * H;
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + r, order.end(), [&](int64_t a, int64_t b) {
+      return probs[a] > probs[b] || (probs[a] == probs[b] && a < b);
+    });
+    std::fill(kept.begin(), kept.end(), 0);
+    for (int64_t i = 0; i < r; ++i) kept[order[i]] = 1;
+    uint8_t* m = pm + row * K;
+    int64_t candidates = 0;
+    for (int64_t k = 0; k < K; ++k) {
+      m[k] = kept[buckets[k]] ? 0 : 1;
+      candidates += 1 - m[k];
+    }
+    if (candidates == 0) std::fill(m, m + K, 0);  // empty set: fall back to all concepts
+  }
+  return mask;
+}
+
+Tensor budget_mask(const Tensor& masked_logits, int64_t k_min, int64_t k_max) {
+  const Tensor s = masked_logits.detach().contiguous().to(DType::Float64);
+  const int64_t rows = s.numel() / s.size(-1), K = s.size(-1);
+  Tensor mask = Tensor::empty(s.shape(), DType::UInt8);
+  const double* ps = s.data<double>();
+  uint8_t* pm = mask.data<uint8_t>();
+  std::vector<int64_t> order(K);
+  const double log_k = K > 1 ? std::log(static_cast<double>(K)) : 1.0;
+  for (int64_t row = 0; row < rows; ++row) {
+    const double* z = ps + row * K;
+    double zmax = -INFINITY;
+    for (int64_t k = 0; k < K; ++k) zmax = std::max(zmax, z[k]);
+    double denom = 0;
+    for (int64_t k = 0; k < K; ++k) denom += std::isinf(z[k]) ? 0.0 : std::exp(z[k] - zmax);
+    double entropy = 0;
+    int64_t candidates = 0;
+    for (int64_t k = 0; k < K; ++k) {
+      if (std::isinf(z[k])) continue;
+      ++candidates;
+      const double pk = std::exp(z[k] - zmax) / denom;
+      if (pk > 0) entropy -= pk * std::log(pk);
+    }
+    const double u = K > 1 ? entropy / log_k : 0.0;
+    int64_t budget = static_cast<int64_t>(std::ceil(k_min + (k_max - k_min) * u - 1e-12));
+    budget = std::clamp<int64_t>(budget, 1, K);
+    budget = std::min(budget, candidates);
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + budget, order.end(),
+                      [&](int64_t a, int64_t b) { return z[a] > z[b] || (z[a] == z[b] && a < b); });
+    uint8_t* m = pm + row * K;
+    std::fill(m, m + K, 1);
+    for (int64_t i = 0; i < budget; ++i) m[order[i]] = 0;
+  }
+  return mask;
+}
+
+}  // namespace im::layers

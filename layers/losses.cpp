@@ -1,0 +1,102 @@
+#include "layers/losses.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "core/error.h"
+#include "core/ops.h"
+
+namespace im::layers {
+
+namespace {
+constexpr double kStandardiseEps = 1e-5;  // MODEL.md: epsilon of the redundancy loss
+
+Tensor labels_as_index(const Tensor& labels, int64_t batch) {
+  IM_CHECK(labels.dim() == 1 && labels.size(0) == batch, "labels must be [", batch, "], got ",
+           labels.describe());
+  return labels.to(DType::Int64).unsqueeze(1);
+}
+}  // namespace
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& labels, double label_smoothing) {
+  const int64_t batch = logits.size(0), classes = logits.size(1);
+  const Tensor logp = log_softmax(logits, -1);
+  const Tensor nll = neg(mean(gather(logp, 1, labels_as_index(labels, batch))));
+  if (label_smoothing == 0.0) return nll;
+  const Tensor uniform = neg(mul(mean(sum(logp, {1})), 1.0 / static_cast<double>(classes)));
+  return add(mul(nll, 1.0 - label_smoothing), mul(uniform, label_smoothing));
+}
+
+Tensor info_nce(const Tensor& r, const Tensor& prototypes, const Tensor& labels, double tau) {
+  const Tensor p = mul(prototypes, rsqrt(add(sum(mul(prototypes, prototypes), {-1}, true), 1e-12)));
+  const Tensor logits = mul(matmul(r, p.transpose(0, 1)), 1.0 / tau);
+  return cross_entropy(logits, labels, 0.0);
+}
+
+Tensor redundancy_loss(const Tensor& r_g, const Tensor& r_h) {
+  const int64_t batch = r_g.size(0), dp = r_g.size(1);
+  auto standardise = [](const Tensor& r) {
+    const Tensor mu = mean(r, {0}, true);
+    const Tensor sigma = sqrt(var(r, {0}, /*correction=*/0, true));
+    return div(sub(r, mu), add(sigma, kStandardiseEps));
+  };
+  const Tensor cov =
+      mul(matmul(standardise(r_g).transpose(0, 1), standardise(r_h)), 1.0 / static_cast<double>(batch));
+  return mul(sum(mul(cov, cov)), 1.0 / static_cast<double>(dp));
+}
+
+LossTerms compute_losses(const ModelOutput& out, const Tensor& prototypes, const Tensor& labels,
+                         const LossConfig& cfg) {
+  LossTerms t;
+  Tensor ce = cross_entropy(out.logits, labels, cfg.label_smoothing);
+  t.ce = ce.item();
+  t.total = ce;
+  if (cfg.lambda_nce > 0) {
+    // With a stream switched off, L_NCE averages the streams present.
+    Tensor nce;
+    int streams = 0;
+    for (const Tensor* r : {&out.r_g, &out.r_h}) {
+      if (!r->defined()) continue;
+      Tensor term = info_nce(*r, prototypes, labels, cfg.tau_nce);
+      nce = nce.defined() ? add(nce, term) : term;
+      ++streams;
+    }
+    if (streams) {
+      nce = mul(nce, 1.0 / streams);
+      t.nce = nce.item();
+      t.total = add(t.total, mul(nce, cfg.lambda_nce));
+    }
+  }
+  if (cfg.lambda_red > 0 && out.r_g.defined() && out.r_h.defined() && out.r_g.size(0) > 1) {
+    Tensor red = redundancy_loss(out.r_g, out.r_h);
+    t.red = red.item();
+    t.total = add(t.total, mul(red, cfg.lambda_red));
+  }
+  if (cfg.lambda_hash > 0 && out.hash_loss.defined()) {
+    t.hash = out.hash_loss.item();
+    t.total = add(t.total, mul(out.hash_loss, cfg.lambda_hash));
+  }
+  return t;
+}
+
+Accuracy count_correct(const Tensor& logits, const Tensor& labels) {
+  const Tensor l = logits.detach().contiguous().to(DType::Float64);
+  const Tensor y = labels.to(DType::Int64);
+  const int64_t batch = l.size(0), classes = l.size(1);
+  const double* pl = l.data<double>();
+  const int64_t* py = y.data<int64_t>();
+  Accuracy acc;
+  acc.count = batch;
+  for (int64_t b = 0; b < batch; ++b) {
+    const double* row = pl + b * classes;
+    const double target = row[py[b]];
+    int64_t higher = 0;  // classes ranked above the label (ties count against it)
+    for (int64_t c = 0; c < classes; ++c)
+      if (c != py[b] && (row[c] > target || (row[c] == target && c < py[b]))) ++higher;
+    acc.top1 += higher < 1;
+    acc.top5 += higher < 5;
+  }
+  return acc;
+}
+
+}  // namespace im::layers

@@ -1,0 +1,31 @@
+// The training objective of MODEL.md §5:
+//   L = L_CE + lambda_nce L_NCE + lambda_red L_red + lambda_hash L_hash
+#pragma once
+
+#include "core/tensor.h"
+#include "layers/infomamba.h"
+#include "layers/model_config.h"
+
+namespace im::layers {
+
+// Mean cross-entropy with label smoothing eps: (1-eps) NLL + eps mean_c(-log p_c).
+Tensor cross_entropy(const Tensor& logits, const Tensor& labels, double label_smoothing = 0.0);
+// InfoNCE against L2-normalised class prototypes at temperature tau (§5.2).
+Tensor info_nce(const Tensor& r, const Tensor& prototypes, const Tensor& labels, double tau);
+// ||Cov(r̂_g, r̂_h)||_F^2 / d_p with batch standardisation (§5.3).
+Tensor redundancy_loss(const Tensor& r_g, const Tensor& r_h);
+
+struct LossTerms {
+  Tensor total;  // what backward runs on
+  double ce = 0, nce = 0, red = 0, hash = 0;
+};
+
+LossTerms compute_losses(const ModelOutput& out, const Tensor& prototypes, const Tensor& labels,
+                         const LossConfig& cfg);
+
+struct Accuracy {
+  int64_t top1 = 0, top5 = 0, count = 0;
+};
+Accuracy count_correct(const Tensor& logits, const Tensor& labels);
+
+}  // namespace im::layers

@@ -1,0 +1,59 @@
+#include "layers/selective_ssm.h"
+
+#include <cmath>
+
+#include "core/ops.h"
+#include "layers/init.h"
+
+namespace im::layers {
+
+int64_t dt_rank(int64_t d_model) { return (d_model + 15) / 16; }
+
+ScanDirection::ScanDirection(const ModelConfig& cfg, const std::string& suffix, Generator& gen,
+                             DType dtype)
+    : rank_(dt_rank(cfg.d_model)), state_(cfg.d_state) {
+  const int64_t E = cfg.expand * cfg.d_model, K = cfg.conv_kernel;
+  conv_weight_ = &register_parameter("conv_weight" + suffix, init_fan_in_uniform({E, K}, K, gen, dtype),
+                                     {.weight_decay = true});
+  conv_bias_ = &register_parameter("conv_bias" + suffix, init_fan_in_uniform({E}, K, gen, dtype));
+  x_proj_ = &register_module(
+      "x_proj" + suffix, std::make_unique<Linear>(E, rank_ + 2 * state_, false, gen, dtype));
+  dt_proj_ = &register_module("dt_proj" + suffix, std::make_unique<Linear>(rank_, E, true, gen, dtype));
+  // Mamba's delta initialisation: U(+-1/sqrt(R)) weights, bias = softplus^-1(dt).
+  const double bound = 1.0 / std::sqrt(static_cast<double>(rank_));
+  dt_proj_->weight().copy_(rand_uniform({E, rank_}, gen, -bound, bound, dtype));
+  dt_proj_->bias().copy_(init_dt_bias(E, gen, dtype));
+  a_log_ = &register_parameter(suffix.empty() ? "A_log" : "A" + suffix + "_log",
+                               init_a_log(E, state_, dtype));
+  d_ = &register_parameter("D" + suffix, Tensor::ones({E}, dtype));
+}
+
+Tensor ScanDirection::forward(const Tensor& u_raw, const Tensor& inject, const ForwardContext& ctx,
+                              bool reverse) {
+  Tensor u = u_raw;
+  if (ctx.token_mask.defined()) u = mul(u, ctx.token_mask.unsqueeze(-1));  // pads enter as 0
+  // The backward direction's conv is causal in reversed time.
+  Tensor conv = reverse ? flip(causal_depthwise_conv1d(flip(u, 1), *conv_weight_, *conv_bias_), 1)
+                        : causal_depthwise_conv1d(u, *conv_weight_, *conv_bias_);
+  const Tensor uc = silu(conv);
+  const std::vector<Tensor> parts = split(x_proj_->forward(uc), {rank_, state_, state_}, -1);
+  Tensor delta = softplus(dt_proj_->forward(parts[0]));
+  if (ctx.token_mask.defined()) delta = mul(delta, ctx.token_mask.unsqueeze(-1));  // h passes pads
+  const Tensor a = neg(exp(*a_log_));
+  return selective_scan(uc, delta, a, parts[1], parts[2], *d_, inject, reverse);
+}
+
+SelectiveSsm::SelectiveSsm(const ModelConfig& cfg, Generator& gen, DType dtype) {
+  // Unnamed children: parameters read "ssm.A_log" and "ssm.A_b_log".
+  fwd_ = &register_module("", std::make_unique<ScanDirection>(cfg, "", gen, dtype));
+  if (cfg.bidirectional)
+    bwd_ = &register_module("", std::make_unique<ScanDirection>(cfg, "_b", gen, dtype));
+}
+
+Tensor SelectiveSsm::forward(const Tensor& u_raw, const Tensor& inject, const ForwardContext& ctx) {
+  Tensor y = fwd_->forward(u_raw, inject, ctx, false);
+  if (!bwd_) return y;
+  return mul(add(y, bwd_->forward(u_raw, inject, ctx, true)), 0.5);
+}
+
+}  // namespace im::layers
