@@ -217,7 +217,7 @@ double Tensor::item() const {
 
 // ---- copies ------------------------------------------------------------------------------
 
-void Tensor::copy_(const Tensor& src) {
+void Tensor::copy_(const Tensor& src) const {
   IM_CHECK(src.shape() == shape(), "copy_: source ", src.describe(), " into ", describe(),
            " (shapes differ)");
   if (numel() == 0) return;
@@ -258,7 +258,7 @@ void Tensor::copy_(const Tensor& src) {
 #endif
 }
 
-void Tensor::fill_(double value) {
+void Tensor::fill_(double value) const {
   if (numel() == 0) return;
   IM_CHECK(is_contiguous(), "fill_: ", describe(), " must be contiguous");
   dispatch_all(dtype(), [&]<typename T>() {

@@ -101,9 +101,9 @@ class Tensor {
   Tensor detach() const;
 
   // Copies `src` (same shape) into this tensor's memory, converting dtype; no autograd.
-  void copy_(const Tensor& src);
-  void fill_(double value);  // no autograd
-  void zero_() { fill_(0.0); }
+  void copy_(const Tensor& src) const;
+  void fill_(double value) const;  // no autograd
+  void zero_() const { fill_(0.0); }
 
   // ---- autograd ------------------------------------------------------------------
   bool requires_grad() const;
