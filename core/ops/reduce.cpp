@@ -52,6 +52,19 @@ ReducePlan plan(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim,
   return p;
 }
 
+// True when the reduced dims are exactly the first r (0 < r < ndim) dims of a
+// contiguous tensor: the plan's order is then (r, ..., n-1, 0, ..., r-1).
+bool reduces_leading_dims(const Tensor& x, const ReducePlan& p) {
+  const int64_t n = x.dim();
+  if (!x.is_contiguous()) return false;
+  for (int64_t r = 1; r < n; ++r) {
+    bool match = true;
+    for (int64_t i = 0; i < n && match; ++i) match = p.perm[i] == (i + r) % n;
+    if (match) return true;
+  }
+  return false;
+}
+
 Tensor rows_view(const Tensor& x, const ReducePlan& p) {
   return x.detach().permute(p.perm).contiguous();
 }
@@ -66,11 +79,20 @@ Tensor expand_back(const Tensor& g, const ReducePlan& p, const Shape& in_shape) 
 Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   detail::require_cpu(x, "sum");
   const ReducePlan p = plan(x, dims, keepdim, "sum");
-  const Tensor rows = rows_view(x, p);
   Tensor out = Tensor::empty(p.out_shape, x.dtype(), x.device());
-  dispatch_float(x.dtype(), "sum", [&]<typename T>() {
-    kernels::cpu::sum_rows<T>(rows.data<T>(), out.data<T>(), p.rows, p.cols);
-  });
+  if (reduces_leading_dims(x, p)) {
+    // Bias gradients and batch sums: read x in place as [reduced, kept] and add rows,
+    // instead of permuting it into a copy.
+    const Tensor xc = x.detach();
+    dispatch_float(x.dtype(), "sum", [&]<typename T>() {
+      kernels::cpu::sum_cols<T>(xc.data<T>(), out.data<T>(), p.cols, p.rows);
+    });
+  } else {
+    const Tensor rows = rows_view(x, p);
+    dispatch_float(x.dtype(), "sum", [&]<typename T>() {
+      kernels::cpu::sum_rows<T>(rows.data<T>(), out.data<T>(), p.rows, p.cols);
+    });
+  }
   const Shape in_shape = x.shape();
   record_op("sum", {x}, {out}, [p, in_shape](const std::vector<Tensor>& g, const auto&) {
     return std::vector<Tensor>{expand_back(g[0], p, in_shape)};

@@ -1,6 +1,7 @@
 #include "kernels/cpu/reduce.h"
 
 #include <cmath>
+#include <vector>
 
 namespace im::kernels::cpu {
 
@@ -43,6 +44,18 @@ void var_rows(const T* x, T* var, T* mean, int64_t rows, int64_t cols, int64_t c
   }
 }
 
+template <typename T>
+void sum_cols(const T* x, T* out, int64_t rows, int64_t cols) {
+  std::vector<double> acc(cols, 0.0);
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* row = x + r * cols;
+    for (int64_t c = 0; c < cols; ++c) acc[c] += row[c];
+  }
+  for (int64_t c = 0; c < cols; ++c) out[c] = static_cast<T>(acc[c]);
+}
+
+template void sum_cols<float>(const float*, float*, int64_t, int64_t);
+template void sum_cols<double>(const double*, double*, int64_t, int64_t);
 template void sum_rows<float>(const float*, float*, int64_t, int64_t);
 template void sum_rows<double>(const double*, double*, int64_t, int64_t);
 template void max_rows<float>(const float*, float*, int64_t*, int64_t, int64_t);

@@ -19,3 +19,11 @@ template <typename T>
 void var_rows(const T* x, T* var, T* mean, int64_t rows, int64_t cols, int64_t correction);
 
 }  // namespace im::kernels::cpu
+
+namespace im::kernels::cpu {
+
+// out[c] = sum_r x[r, c] over a contiguous [rows, cols] buffer (double accumulation).
+template <typename T>
+void sum_cols(const T* x, T* out, int64_t rows, int64_t cols);
+
+}  // namespace im::kernels::cpu
