@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "data/data_config.h"
 #include "layers/model_config.h"
@@ -12,19 +13,20 @@ namespace im::launch {
 
 struct TrainConfig {
   int64_t epochs = 1;
-  int64_t max_steps = 0;        // stop after this many steps (0 = run all epochs)
-  int64_t batch_size = 64;      // global batch
-  double warmup_epochs = 0.0;   // linear warm-up length, in epochs (fractions allowed)
+  int64_t max_steps = 0;       // stop after this many steps (0 = run all epochs)
+  int64_t batch_size = 64;     // global batch
+  double warmup_epochs = 0.0;  // linear warm-up length, in epochs (fractions allowed)
   std::string schedule = "cosine";
   double min_lr = 0.0;
-  int64_t eval_every = 0;       // steps between evaluations; 0 = at the end of each epoch
-  int64_t log_every = 50;       // steps between progress lines
+  int64_t eval_every = 0;          // steps between evaluations; 0 = at the end of each epoch
+  int64_t log_every = 50;          // steps between progress lines
   std::string precision = "fp32";  // fp32 (bf16 arrives with the CUDA backend)
   std::string device = "cpu";      // cpu | cuda
 };
 
 struct RunConfig {
-  std::string source_file;     // the TOML file it came from
+  std::string source_file;             // the TOML file it came from
+  std::vector<std::string> overrides;  // the --set "key=value" strings applied after it, in order
   std::string name = "run";
   std::string run_dir = "runs/run";
   uint64_t seed = 0;
