@@ -1,4 +1,5 @@
-// Optimiser and learning-rate schedule settings ([train] table of a run config).
+// Optimiser settings ([optim] table of a run config) and the learning-rate schedule
+// (derived from the [train] table).
 #pragma once
 
 #include <cstdint>
