@@ -1,0 +1,76 @@
+// Orders a split's samples into batches, epoch after epoch. In order, or shuffled by a
+// permutation that depends only on (seed, epoch): reproducible, different per epoch,
+// and independent of how batches are later assembled. The position in the stream is a
+// small cursor that a checkpoint saves, so a resumed run sees the same batches.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+namespace im::data {
+
+// Where the sampler stands: `position` samples of epoch `epoch` have been handed out
+// (position == samples_per_epoch() means the epoch's batches are all out but its end
+// has not been reported yet).
+struct SamplerCursor {
+  int64_t epoch = 0;
+  int64_t position = 0;
+  bool operator==(const SamplerCursor&) const = default;
+};
+
+struct SamplerOptions {
+  int64_t batch_size = 64;
+  bool shuffle = false;
+  uint64_t seed = 0;
+  bool drop_last = false;  // leave out the last, smaller batch of each epoch
+};
+
+// A batch of sample indices and where it sits in the stream.
+struct IndexBatch {
+  int64_t epoch = 0;
+  int64_t index_in_epoch = 0;  // batch number within the epoch
+  std::vector<int64_t> indices;
+};
+
+class Sampler {
+ public:
+  // Throws im::Error when there is not a single batch per epoch to give.
+  Sampler(int64_t num_samples, const SamplerOptions& options);
+
+  int64_t num_samples() const { return num_samples_; }
+  const SamplerOptions& options() const { return options_; }
+  // Samples used per epoch: all of them, or a whole number of batches with drop_last.
+  int64_t samples_per_epoch() const { return samples_per_epoch_; }
+  int64_t batches_per_epoch() const;
+
+  // The order in which epoch `epoch` visits the samples: [0, n) in order, or a
+  // permutation of it drawn from (seed, epoch) when shuffling.
+  std::vector<int64_t> epoch_order(int64_t epoch) const;
+
+  // The next batch of the current epoch, or nothing once its batches are all out;
+  // the call that returns nothing moves the cursor to the start of the next epoch.
+  std::optional<IndexBatch> next();
+
+  SamplerCursor cursor() const { return cursor_; }
+  // Continues from a saved cursor; throws im::Error if it does not fit this sampler.
+  void set_cursor(const SamplerCursor& cursor);
+
+ private:
+  int64_t num_samples_;
+  SamplerOptions options_;
+  int64_t samples_per_epoch_;
+  SamplerCursor cursor_;
+  int64_t order_epoch_ = -1;  // the epoch `order_` belongs to (computed lazily)
+  std::vector<int64_t> order_;
+};
+
+// Philox key of an independent random stream for `purpose`, derived from the run seed,
+// so shuffling and augmentation never share numbers.
+uint64_t stream_key(uint64_t seed, uint64_t purpose);
+inline constexpr uint64_t kShuffleStream = 0x5348554646u;  // "SHUFF"
+inline constexpr uint64_t kAugmentStream = 0x4155474du;    // "AUGM"
+// Philox blocks reserved per epoch in a stream: epoch e starts at block e << 40.
+inline constexpr int kEpochBlockShift = 40;
+
+}  // namespace im::data

@@ -1,0 +1,127 @@
+#include "data/sampler.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <numeric>
+
+#include "data/test_util.h"
+
+namespace im::data {
+namespace {
+
+using testing::error_of;
+using ::testing::HasSubstr;
+
+// Every batch of one epoch (stops at the end-of-epoch signal).
+std::vector<IndexBatch> one_epoch(Sampler& s) {
+  std::vector<IndexBatch> out;
+  while (auto b = s.next()) out.push_back(*b);
+  return out;
+}
+
+std::vector<int64_t> flatten(const std::vector<IndexBatch>& batches) {
+  std::vector<int64_t> out;
+  for (const IndexBatch& b : batches) out.insert(out.end(), b.indices.begin(), b.indices.end());
+  return out;
+}
+
+TEST(SamplerTest, InOrderBatchesThenEndOfEpoch) {
+  Sampler s(10, SamplerOptions{4, false, 0, false});
+  EXPECT_EQ(s.batches_per_epoch(), 3);
+  for (int64_t epoch = 0; epoch < 2; ++epoch) {
+    const std::vector<IndexBatch> b = one_epoch(s);
+    ASSERT_EQ(b.size(), 3u);
+    EXPECT_EQ(b[0].indices, (std::vector<int64_t>{0, 1, 2, 3}));
+    EXPECT_EQ(b[2].indices, (std::vector<int64_t>{8, 9}));
+    EXPECT_EQ(b[2].epoch, epoch);
+    EXPECT_EQ(b[2].index_in_epoch, 2);
+    EXPECT_EQ(s.cursor(), (SamplerCursor{epoch + 1, 0}));
+  }
+}
+
+TEST(SamplerTest, DropLastLeavesOutThePartialBatch) {
+  Sampler s(10, SamplerOptions{4, true, 3, true});
+  EXPECT_EQ(s.samples_per_epoch(), 8);
+  EXPECT_EQ(s.batches_per_epoch(), 2);
+  const std::vector<IndexBatch> b = one_epoch(s);
+  ASSERT_EQ(b.size(), 2u);
+  EXPECT_EQ(b[1].indices.size(), 4u);
+  EXPECT_THAT(error_of([] {
+                Sampler(3, SamplerOptions{4, false, 0, true});
+              }),
+              HasSubstr("3 samples make no full batch of 4 with drop_last"));
+}
+
+TEST(SamplerTest, ShuffledEpochIsAPermutation) {
+  Sampler s(1001, SamplerOptions{64, true, 42, false});
+  for (int64_t epoch = 0; epoch < 3; ++epoch) {
+    std::vector<int64_t> seen = flatten(one_epoch(s));
+    std::sort(seen.begin(), seen.end());
+    std::vector<int64_t> want(1001);
+    std::iota(want.begin(), want.end(), 0);
+    EXPECT_EQ(seen, want) << "epoch " << epoch;
+  }
+}
+
+TEST(SamplerTest, ShuffleIsReproducibleAndDiffersAcrossEpochsAndSeeds) {
+  const SamplerOptions opts{16, true, 7, false};
+  Sampler a(500, opts), b(500, opts);
+  const std::vector<int64_t> a0 = flatten(one_epoch(a)), a1 = flatten(one_epoch(a));
+  const std::vector<int64_t> b0 = flatten(one_epoch(b)), b1 = flatten(one_epoch(b));
+  EXPECT_EQ(a0, b0);
+  EXPECT_EQ(a1, b1);
+  EXPECT_NE(a0, a1);
+  EXPECT_EQ(a0, a.epoch_order(0));
+  Sampler c(500, SamplerOptions{16, true, 8, false});
+  EXPECT_NE(flatten(one_epoch(c)), a0);
+}
+
+TEST(SamplerTest, ShuffleIsRoughlyUniform) {
+  // Where sample 0 lands over many epochs: each of 8 slots about 1/8 of the time.
+  Sampler s(8, SamplerOptions{8, true, 1, false});
+  std::vector<int> counts(8, 0);
+  const int epochs = 8000;
+  for (int e = 0; e < epochs; ++e) {
+    const std::vector<int64_t> order = s.epoch_order(e);
+    ++counts[std::find(order.begin(), order.end(), 0) - order.begin()];
+  }
+  for (int c : counts) EXPECT_NEAR(c, epochs / 8, 150);  // ~5 standard deviations
+}
+
+TEST(SamplerTest, CursorSaveAndRestoreContinuesIdentically) {
+  const SamplerOptions opts{7, true, 99, false};
+  Sampler a(50, opts);
+  one_epoch(a);
+  for (int i = 0; i < 3; ++i) a.next();
+  const SamplerCursor saved = a.cursor();
+  EXPECT_EQ(saved, (SamplerCursor{1, 21}));
+
+  Sampler b(50, opts);
+  b.set_cursor(saved);
+  for (int i = 0; i < 12; ++i) {  // across the end of epoch 1 into epoch 2
+    const std::optional<IndexBatch> x = a.next(), y = b.next();
+    ASSERT_EQ(x.has_value(), y.has_value()) << i;
+    if (x) {
+      EXPECT_EQ(x->indices, y->indices);
+      EXPECT_EQ(x->epoch, y->epoch);
+      EXPECT_EQ(x->index_in_epoch, y->index_in_epoch);
+    }
+    EXPECT_EQ(a.cursor(), b.cursor());
+  }
+}
+
+TEST(SamplerTest, CursorThatDoesNotFitIsRefused) {
+  Sampler s(10, SamplerOptions{4, false, 0, true});
+  EXPECT_THAT(error_of([&] {
+                s.set_cursor({0, 9});
+              }),
+              HasSubstr("cursor (epoch 0, position 9) does not fit an epoch of 8 samples"));
+  s.set_cursor({2, 8});  // epoch 2's batches are out, its end not yet reported
+  EXPECT_FALSE(s.next().has_value());
+  EXPECT_EQ(s.cursor(), (SamplerCursor{3, 0}));
+}
+
+}  // namespace
+}  // namespace im::data
