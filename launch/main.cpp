@@ -4,6 +4,7 @@
 #include <exception>
 #include <string>
 
+#include "data/data_command.h"
 #include "launch/commands.h"
 
 namespace {
@@ -13,6 +14,9 @@ void print_usage() {
       "usage: infomamba_dist <command> [options]\n"
       "\n"
       "commands:\n"
+      "  train   train a model: train --config FILE [--set key=value ...]\n"
+      "  eval    evaluate a checkpoint: eval --config FILE --checkpoint PATH\n"
+      "  data    convert a dataset to HDF5 shards: data fashion-mnist --out DIR [--shards N]\n"
       "  diag    show the build, the devices this machine offers, and run a smoke test\n"
       "  help    show this message\n");
 }
@@ -26,6 +30,9 @@ int main(int argc, char** argv) {
   }
   const std::string command = argv[1];
   try {
+    if (command == "train") return im::launch::run_train(argc - 1, argv + 1);
+    if (command == "eval") return im::launch::run_eval(argc - 1, argv + 1);
+    if (command == "data") return im::data::run_data_command(argc - 1, argv + 1);
     if (command == "diag") return im::launch::run_diag(argc - 1, argv + 1);
     if (command == "help" || command == "--help" || command == "-h") {
       print_usage();

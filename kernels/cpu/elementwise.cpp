@@ -1,20 +1,55 @@
 #include "kernels/cpu/elementwise.h"
 
+#include <algorithm>
+#include <array>
+
 #include "kernels/bfloat16.h"
+#include "kernels/cpu/parallel.h"
 #include "kernels/cpu/strided_loop.h"
 
 namespace im::kernels::cpu {
 
+namespace {
+
+// Runs a strided N-operand loop in parallel by splitting the outermost dimension:
+// operand k's chunk starts at offset begin * strides[k][0].
+template <size_t N, typename Inner>
+void parallel_strided(const std::vector<int64_t>& shape,
+                      const std::array<const int64_t*, N>& strides, Inner&& inner) {
+  int64_t numel = 1;
+  for (int64_t s : shape) numel *= s;
+  if (shape.size() < 2 || numel < kParallelGrain || shape[0] < 2) {
+    for_each_strided<N>(shape, strides, inner);
+    return;
+  }
+  const int64_t rows = shape[0], per_row = numel / rows;
+  parallel_for(rows, std::max<int64_t>(1, kParallelGrain / per_row), [&](int64_t b, int64_t e) {
+    std::vector<int64_t> sub = shape;
+    sub[0] = e - b;
+    for_each_strided<N>(sub, strides, [&](std::array<int64_t, N> off, int64_t n,
+                                          const std::array<int64_t, N>& st) {
+      for (size_t k = 0; k < N; ++k) off[k] += b * strides[k][0];
+      inner(off, n, st);
+    });
+  });
+}
+
+}  // namespace
+
 template <typename T>
 void unary(UnaryOp op, UnaryParams p, const T* x, T* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = unary_forward<T>(op, p, x[i]);
+  parallel_for(n, kParallelGrain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) y[i] = unary_forward<T>(op, p, x[i]);
+  });
 }
 
 template <typename T>
 void unary_backward(UnaryOp op, UnaryParams p, const T* g, const T* x, const T* y, T* dx,
                     int64_t n) {
-  for (int64_t i = 0; i < n; ++i)
-    dx[i] = kernels::unary_backward<T>(op, p, g[i], x[i], y ? y[i] : T(0));
+  parallel_for(n, kParallelGrain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i)
+      dx[i] = kernels::unary_backward<T>(op, p, g[i], x[i], y ? y[i] : T(0));
+  });
 }
 
 template <typename T>
@@ -26,7 +61,7 @@ void binary(BinaryOp op, const T* a, const std::vector<int64_t>& a_strides, cons
     out_strides[d] = s;
     s *= shape[d];
   }
-  for_each_strided<3>(
+  parallel_strided<3>(
       shape, {a_strides.data(), b_strides.data(), out_strides.data()},
       [&](const std::array<int64_t, 3>& off, int64_t n, const std::array<int64_t, 3>& st) {
         const T* pa = a + off[0];
@@ -59,7 +94,7 @@ inline Dst convert(Src v) {
 template <typename Src, typename Dst>
 void copy_strided(const Src* src, const std::vector<int64_t>& src_strides, Dst* dst,
                   const std::vector<int64_t>& dst_strides, const std::vector<int64_t>& shape) {
-  for_each_strided<2>(
+  parallel_strided<2>(
       shape, {src_strides.data(), dst_strides.data()},
       [&](const std::array<int64_t, 2>& off, int64_t n, const std::array<int64_t, 2>& st) {
         const Src* ps = src + off[0];
@@ -77,7 +112,7 @@ void accumulate(T* out, const T* x, const std::vector<int64_t>& x_strides,
     out_strides[d] = s;
     s *= shape[d];
   }
-  for_each_strided<2>(
+  parallel_strided<2>(
       shape, {x_strides.data(), out_strides.data()},
       [&](const std::array<int64_t, 2>& off, int64_t n, const std::array<int64_t, 2>& st) {
         const T* px = x + off[0];

@@ -2,7 +2,40 @@
 
 #include <cblas.h>
 
+#include <algorithm>
+
+#include "kernels/cpu/parallel.h"
+
 namespace im::kernels::cpu {
+
+namespace {
+
+// OpenBLAS's own threads spin in sched_yield between calls and fight the OpenMP threads
+// of the other kernels for the cores; all CPU threading goes through OpenMP instead, and
+// large products are split into row blocks here.
+struct SingleThreadedBlas {
+  SingleThreadedBlas() { openblas_set_num_threads(1); }
+};
+
+template <typename T, typename Call>
+void gemm_rows(bool trans_a, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, T* c,
+               int64_t ldc, Call&& call) {
+  static const SingleThreadedBlas once;
+  (void)once;
+  const int64_t work = m * n * k;
+  const int64_t min_rows = 16;
+  if (work < (1 << 18) || m < 2 * min_rows) {
+    call(m, a, c);
+    return;
+  }
+  parallel_for(m, min_rows, [&](int64_t begin, int64_t end) {
+    // Row block [begin, end) of op(A): rows of A, or columns when A is transposed.
+    const T* a_block = trans_a ? a + begin : a + begin * lda;
+    call(end - begin, a_block, c + begin * ldc);
+  });
+}
+
+}  // namespace
 
 template <>
 void gemm<float>(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,

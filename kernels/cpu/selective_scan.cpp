@@ -53,10 +53,15 @@ void scan_sample(int64_t b, const T* u, const T* delta, const T* A, const T* Bm,
 template <typename T>
 void selective_scan(const T* u, const T* delta, const T* A, const T* Bm, const T* Cm, const T* D,
                     const T* inject, T* y, const ScanDims& d) {
-  std::vector<T> h(static_cast<size_t>(d.inner * d.state));
-  for (int64_t b = 0; b < d.batch; ++b)
-    scan_sample(b, u, delta, A, Bm, Cm, D, inject, y, static_cast<T*>(nullptr),
-                static_cast<T*>(nullptr), h.data(), d);
+  // Samples are independent: one thread per sample at a time.
+#pragma omp parallel
+  {
+    std::vector<T> h(static_cast<size_t>(d.inner * d.state));
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < d.batch; ++b)
+      scan_sample(b, u, delta, A, Bm, Cm, D, inject, y, static_cast<T*>(nullptr),
+                  static_cast<T*>(nullptr), h.data(), d);
+  }
 }
 
 template <typename T>
@@ -64,16 +69,24 @@ void selective_scan_backward(const T* dy, const T* u, const T* delta, const T* A
                              const T* Cm, const T* D, const T* inject, T* du, T* ddelta, T* dA,
                              T* dBm, T* dCm, T* dD, T* dinject, const ScanDims& d) {
   const int64_t L = d.len, E = d.inner, N = d.state;
+  // dA and dD sum over samples: each sample writes its own partial (in double, so float32
+  // gradients do not drift with length or width), and the partials are added in sample
+  // order afterwards, so the result does not depend on the number of threads.
+  std::vector<double> partial_A(static_cast<size_t>(d.batch * E * N), 0.0);
+  std::vector<double> partial_D(static_cast<size_t>(d.batch * E), 0.0);
+
+#pragma omp parallel
+  {
   std::vector<T> states(static_cast<size_t>(L * E * N)), decays(states.size());
   std::vector<T> h(static_cast<size_t>(E * N));
   // Carry of the adjoint state: exp(delta_{next} A) * dh_{next}, "next" in scan order.
   std::vector<T> carry(static_cast<size_t>(E * N));
-  // Sums over B*L (dA, dD) and over E (dBm, dCm) accumulate in double so float32
-  // gradients do not drift with the sequence length or the width.
-  std::vector<double> acc_A(static_cast<size_t>(E * N), 0.0), acc_D(static_cast<size_t>(E), 0.0);
   std::vector<double> acc_B(static_cast<size_t>(N)), acc_C(static_cast<size_t>(N));
 
+#pragma omp for schedule(static)
   for (int64_t b = 0; b < d.batch; ++b) {
+    double* acc_A = partial_A.data() + b * E * N;
+    double* acc_D = partial_D.data() + b * E;
     scan_sample(b, u, delta, A, Bm, Cm, D, inject, static_cast<T*>(nullptr), states.data(),
                 decays.data(), h.data(), d);
     std::fill(carry.begin(), carry.end(), T(0));
@@ -100,7 +113,7 @@ void selective_scan_backward(const T* dy, const T* u, const T* delta, const T* A
         const T* ad = acur + e * N;
         const T* hp = hprev ? hprev + e * N : nullptr;
         T* ce = carry.data() + e * N;
-        double* dae = acc_A.data() + e * N;
+        double* dae = acc_A + e * N;
         T dx_sum = T(0), ddelta_sum = T(0);
         for (int64_t n = 0; n < N; ++n) {
           const T dh = ce[n] + ct[n] * g;  // total adjoint of h_t[e, n]
@@ -125,8 +138,17 @@ void selective_scan_backward(const T* dy, const T* u, const T* delta, const T* A
       }
     }
   }
-  for (int64_t i = 0; i < E * N; ++i) dA[i] = static_cast<T>(acc_A[i]);
-  for (int64_t e = 0; e < E; ++e) dD[e] = static_cast<T>(acc_D[e]);
+  }  // omp parallel
+  for (int64_t i = 0; i < E * N; ++i) {
+    double sum = 0;
+    for (int64_t b = 0; b < d.batch; ++b) sum += partial_A[b * E * N + i];
+    dA[i] = static_cast<T>(sum);
+  }
+  for (int64_t e = 0; e < E; ++e) {
+    double sum = 0;
+    for (int64_t b = 0; b < d.batch; ++b) sum += partial_D[b * E + e];
+    dD[e] = static_cast<T>(sum);
+  }
 }
 
 template void selective_scan<float>(const float*, const float*, const float*, const float*,
