@@ -7,7 +7,7 @@
 namespace im::data {
 
 struct DataConfig {
-  std::string dir = "data/fashion-mnist";  // holds manifest.pb and the shard files
+  std::string dir = "datasets/fashion-mnist";  // holds manifest.pb and the shard files
   std::string train_split = "train";
   std::string test_split = "test";
   bool normalize = true;        // per-channel mean/std of the training split (manifest)

@@ -141,7 +141,7 @@ std::vector<ConfigKey> build_schema() {
                       "seed of every random stream (init, dropout, sampler, augmentation)"));
 
   // [data]
-  s.push_back(text("data.dir", IM_FIELD(data.dir), "data/fashion-mnist",
+  s.push_back(text("data.dir", IM_FIELD(data.dir), "datasets/fashion-mnist",
                    "dataset directory holding manifest.pb and the shard files"));
   s.push_back(text("data.train_split", IM_FIELD(data.train_split), "train", "split to train on"));
   s.push_back(text("data.test_split", IM_FIELD(data.test_split), "test", "split to evaluate on"));

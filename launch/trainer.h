@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/error.h"
 #include "core/rng.h"
@@ -46,6 +47,8 @@ class Trainer {
   EvalResult run();
   EvalResult evaluate();
   layers::InfoMamba& model() { return *model_; }
+  // Total loss of every training step so far, in order.
+  const std::vector<double>& loss_history() const { return loss_history_; }
   layers::ParameterStore& store() { return *store_; }
 
  private:
@@ -55,6 +58,7 @@ class Trainer {
   std::unique_ptr<layers::InfoMamba> model_;
   std::unique_ptr<layers::ParameterStore> store_;
   std::unique_ptr<layers::AdamW> optimizer_;
+  std::vector<double> loss_history_;
 };
 
 // Evaluates `model` on `dataset` in batches (eval mode, no gradients).

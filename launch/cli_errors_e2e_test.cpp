@@ -1,0 +1,154 @@
+// The program's failure paths, through the real binary: bad config or bad data is one
+// clear line on stderr naming what and where, exit code 2, and nothing trained.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "data/manifest.h"
+#include "data/shard_writer.h"
+#include "data/test_util.h"
+
+namespace fs = std::filesystem;
+namespace dt = im::data::testing;
+
+namespace {
+
+struct Outcome {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+Outcome run_cli(const std::string& args, const std::string& dir) {
+  const std::string out_path = dir + "/stdout.txt", err_path = dir + "/stderr.txt";
+  const std::string cmd = std::string(IM_BINARY) + " " + args + " >" + out_path + " 2>" + err_path;
+  const int status = std::system(cmd.c_str());
+  Outcome o;
+  o.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  auto slurp = [](const std::string& p) {
+    std::ifstream in(p);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  o.out = slurp(out_path);
+  o.err = slurp(err_path);
+  return o;
+}
+
+class CliErrors : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // A tiny synthetic 28x28 dataset (10 train, 4 test samples) in two shards per split.
+    dt::write_synthetic_idx_set(tmp_.path(), 10, 4, 28, 28, true);
+    const Outcome o = run_cli("data mnist --src " + tmp_.path() + " --out " + data_dir() +
+                                  " --shards 2",
+                              tmp_.path());
+    ASSERT_EQ(o.exit_code, 0) << o.err;
+    write_config("[data]\ndir = \"" + data_dir() + "\"\n");
+  }
+  std::string data_dir() const { return tmp_ / "data"; }
+  std::string config() const { return tmp_ / "run.toml"; }
+  void write_config(const std::string& extra) {
+    std::ofstream(config()) << "[run]\nname = \"t\"\ndir = \"" << (tmp_ / "run") << "\"\n"
+                            << "[model]\npreset = \"nano\"\n[train]\nmax_steps = 2\n"
+                            << "batch_size = 4\n" << extra;
+  }
+  std::string shard(int i) const {
+    return (fs::path(data_dir()) / im::data::shard_file_name("train", i, 2)).string();
+  }
+  // Expects exit 2 and exactly one stderr line containing every piece.
+  void expect_clean_failure(const Outcome& o, const std::vector<std::string>& pieces) {
+    EXPECT_EQ(o.exit_code, 2) << o.err;
+    ASSERT_FALSE(o.err.empty());
+    EXPECT_EQ(o.err.find('\n'), o.err.size() - 1) << "more than one line:\n" << o.err;
+    for (const std::string& p : pieces) EXPECT_NE(o.err.find(p), std::string::npos) << o.err;
+    EXPECT_FALSE(fs::exists(tmp_ / "run/checkpoints")) << "a failed start must not train";
+  }
+  Outcome train() { return run_cli("train --config " + config(), tmp_.path()); }
+
+  dt::TempDir tmp_;
+};
+
+}  // namespace
+
+TEST_F(CliErrors, ValidSetupTrains) {
+  const Outcome o = train();
+  EXPECT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_NE(o.out.find("test accuracy"), std::string::npos) << o.out;
+}
+
+TEST_F(CliErrors, MissingConfigFile) {
+  const Outcome o = run_cli("train --config " + (tmp_ / "nope.toml"), tmp_.path());
+  expect_clean_failure(o, {"config file '", "nope.toml' not found"});
+}
+
+TEST_F(CliErrors, UnknownConfigKeyWithSuggestion) {
+  write_config("[data]\ndir = \"" + data_dir() + "\"\n[optim]\nlrr = 0.1\n");
+  expect_clean_failure(train(), {"run.toml:", "unknown key 'optim.lrr'", "did you mean 'optim.lr'"});
+}
+
+TEST_F(CliErrors, WrongType) {
+  write_config("[data]\ndir = \"" + data_dir() + "\"\nworkers = \"two\"\n");
+  expect_clean_failure(train(), {"run.toml:", "data.workers", "expected an integer"});
+}
+
+TEST_F(CliErrors, BadOverride) {
+  const Outcome o = run_cli("train --config " + config() + " --set train.epochs=zero", tmp_.path());
+  expect_clean_failure(o, {"--set train.epochs=zero", "expected an integer"});
+}
+
+TEST_F(CliErrors, MissingShard) {
+  fs::remove(shard(1));
+  expect_clean_failure(train(), {"shard " + shard(1), "missing"});
+}
+
+TEST_F(CliErrors, CorruptShard) {
+  std::vector<uint8_t> bytes = dt::read_bytes(shard(0));
+  bytes[bytes.size() / 2] ^= 0xFF;
+  dt::write_bytes(shard(0), bytes);
+  expect_clean_failure(train(), {"shard " + shard(0), "checksum"});
+}
+
+TEST_F(CliErrors, TruncatedShard) {
+  std::vector<uint8_t> bytes = dt::read_bytes(shard(1));
+  bytes.resize(bytes.size() / 3);
+  dt::write_bytes(shard(1), bytes);
+  expect_clean_failure(train(), {"shard " + shard(1)});
+}
+
+TEST_F(CliErrors, LabelOutOfRange) {
+  // A well-formed shard, correctly listed in the manifest, holding label 12 of 10 classes.
+  std::vector<uint8_t> px = dt::synthetic_images(5, 28, 28, 0);
+  std::vector<int32_t> labels{1, 2, 3, 12, 4};
+  const auto info = im::data::write_image_shard(
+      shard(1), im::data::ShardHeader{"train", {1, 28, 28}, 10}, px.data(), labels.data(), 5);
+  auto m = im::data::read_manifest(data_dir());
+  for (auto& s : *m.mutable_shards())
+    if (s.file() == info.file()) s = info;
+  im::data::write_manifest(data_dir(), m);
+  expect_clean_failure(train(), {"shard " + shard(1), "label 12", "outside [0, 10)"});
+}
+
+TEST_F(CliErrors, MissingDatasetSaysHowToConvert) {
+  write_config("[data]\ndir = \"" + (tmp_ / "absent") + "\"\n");
+  expect_clean_failure(train(), {"absent", "no manifest.pb", "infomamba_dist data"});
+}
+
+TEST_F(CliErrors, EvalOfACorruptCheckpoint) {
+  ASSERT_EQ(train().exit_code, 0);
+  const fs::path ckpt = fs::path(tmp_.path()) / "run/checkpoints/step_00000002";
+  ASSERT_TRUE(fs::exists(ckpt / "rank_00000.h5"));
+  Outcome ok = run_cli("eval --config " + config() + " --checkpoint " + (tmp_ / "run"), tmp_.path());
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_NE(ok.out.find("test top-1"), std::string::npos);
+  std::vector<uint8_t> bytes = dt::read_bytes((ckpt / "rank_00000.h5").string());
+  bytes.resize(bytes.size() - 100);
+  dt::write_bytes((ckpt / "rank_00000.h5").string(), bytes);
+  const Outcome bad =
+      run_cli("eval --config " + config() + " --checkpoint " + ckpt.string(), tmp_.path());
+  EXPECT_EQ(bad.exit_code, 2) << bad.err;
+  EXPECT_NE(bad.err.find("rank_00000.h5"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("truncated"), std::string::npos) << bad.err;
+}
