@@ -180,6 +180,15 @@ std::string resolve_checkpoint(const std::string& path) {
   throw Error("'" + path + "' is not a checkpoint: no manifest.pb and no checkpoints/latest");
 }
 
+std::string checkpoint_config_toml(const std::string& dir) {
+  const std::string manifest_path = (fs::path(dir) / "manifest.pb").string();
+  IM_CHECK(fs::exists(manifest_path), "checkpoint ", dir, " has no manifest.pb (incomplete)");
+  proto::CheckpointManifest m;
+  IM_CHECK(m.ParseFromString(read_file(manifest_path)), "checkpoint ", manifest_path,
+           ": the manifest is corrupt (not a valid protobuf)");
+  return m.config_toml();
+}
+
 TrainingState load_checkpoint(const std::string& dir, layers::ParameterStore& store,
                               layers::AdamW* optimizer) {
   h5::quiet_hdf5();

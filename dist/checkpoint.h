@@ -32,6 +32,10 @@ std::string save_checkpoint(const std::string& run_dir, layers::ParameterStore& 
 // directory / checkpoints directory through its `latest` file.
 std::string resolve_checkpoint(const std::string& path);
 
+// The resolved run config (TOML text) stored in the manifest of checkpoint `dir`, so a
+// checkpoint can rebuild its model without the original config file.
+std::string checkpoint_config_toml(const std::string& dir);
+
 // Verifies every checksum, checks that the manifest's tensors are exactly the store's
 // (names, shapes), and loads parameters (and optimiser state into `optimizer` when given;
 // an error if the checkpoint has none). Throws im::Error with one line naming the file.
