@@ -55,6 +55,7 @@ const std::vector<OpInfo>& op_registry() {
       {"conv2d", "2-D convolution via im2col + GEMM (patch embedding)"},
       {"dropout", "zero elements with probability p, scale the rest by 1/(1-p)"},
       {"drop_path", "zero whole samples with probability p, scale the rest by 1/(1-p)"},
+      {"group_sum", "sum over replicas (all-reduce); backward reduces the gradient the same way"},
       {"selective_scan", "selective SSM scan, forward or reverse in time (MODEL.md 3)"},
   };
   return ops;

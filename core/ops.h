@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "core/rng.h"
@@ -110,6 +111,20 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
 Tensor dropout(const Tensor& x, double p, Generator& gen);
 // Zeroes whole samples (dim 0) with probability p, scaling the rest by 1/(1-p).
 Tensor drop_path(const Tensor& x, double p, Generator& gen);
+// The same for a slice of a larger batch: draws the mask of all `batch_size` samples and
+// applies entries [batch_offset, batch_offset + x.size(0)). In data-parallel training
+// every rank draws the global batch's mask and keeps its own part, so the run does not
+// depend on the number of ranks (and every rank's generator stays in step).
+Tensor drop_path(const Tensor& x, double p, Generator& gen, int64_t batch_offset,
+                 int64_t batch_size);
+
+// ---- collectives seen by autograd (ops/group_sum.cpp) ------------------------------------
+// `reduce` replaces a tensor, in place, by its sum over a group of replicas (in practice an
+// all-reduce over the ranks of a data-parallel run). It must be linear and self-adjoint,
+// as a sum over ranks is; backward applies the same reduction to the gradient. This is how
+// batch statistics over the global batch (MODEL.md 5.3) get exact gradients on every rank.
+using GroupReduce = std::function<void(Tensor&)>;
+Tensor group_sum(const Tensor& x, const GroupReduce& reduce);
 
 // ---- scans (ops/cumsum.cpp, ops/selective_scan.cpp) ------------------------------------
 Tensor cumsum(const Tensor& x, int64_t dim);

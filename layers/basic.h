@@ -3,15 +3,18 @@
 
 #include "core/rng.h"
 #include "core/tensor.h"
+#include "layers/batch_reduce.h"
 #include "layers/module.h"
 
 namespace im::layers {
 
-// What a forward pass needs besides its input: randomness for drop-path, and for text
-// a mask of real (non-pad) tokens.
+// What a forward pass needs besides its input: randomness for drop-path, for text a mask
+// of real (non-pad) tokens, and in data-parallel training where the local batch sits in
+// the global one.
 struct ForwardContext {
   Generator* gen = nullptr;  // required in training when drop-path is on
   Tensor token_mask;         // [B, L] in the compute dtype, 1 = real token; undefined = all real
+  const BatchReduce* batch = nullptr;  // null: the local batch is the whole batch
 };
 
 class Linear : public Module {

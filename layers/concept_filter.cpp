@@ -62,7 +62,7 @@ Tensor ConceptFilter::assignment(const Tensor& x, const ForwardContext& ctx, Ten
     const Tensor hash_logits = mul(matmul(q, bucket_embed_->transpose(0, 1)), scale);
     const Tensor log_p = log_softmax(hash_logits, -1);
     const Tensor p = exp(log_p);
-    hash_loss = hash_infomax_loss(p, log_p, ctx.token_mask);
+    hash_loss = hash_infomax_loss(p, log_p, ctx.token_mask, ctx.batch);
     NoGradGuard no_grad;
     mask = bucket_mask(p, concept_buckets(*centers_, *bucket_embed_), top_r_);
   }
@@ -91,18 +91,25 @@ FilterOutput ConceptFilter::forward(const Tensor& x, const ForwardContext& ctx) 
   return out;
 }
 
-Tensor hash_infomax_loss(const Tensor& probs, const Tensor& log_probs, const Tensor& token_mask) {
-  // H(P_t) per token, then the mean over (real) tokens; P_bar over the same tokens.
+Tensor hash_infomax_loss(const Tensor& probs, const Tensor& log_probs, const Tensor& token_mask,
+                         const BatchReduce* batch) {
+  // H(P_t) per token, then the mean over the (real) tokens of the global batch; P_bar
+  // over the same tokens. Sums are taken locally, then over the ranks.
   Tensor token_entropy = neg(sum(mul(probs, log_probs), {-1}));  // [B, L]
-  Tensor mean_entropy, p_bar;
+  Tensor entropy_sum, p_sum;
+  double count = 0;
   if (token_mask.defined()) {
-    const Tensor count = sum(token_mask);
-    mean_entropy = div(sum(mul(token_entropy, token_mask)), count);
-    p_bar = div(sum(mul(probs, token_mask.unsqueeze(-1)), {0, 1}), count);
+    count = sum(token_mask.detach()).item();
+    entropy_sum = sum(mul(token_entropy, token_mask));
+    p_sum = sum(mul(probs, token_mask.unsqueeze(-1)), {0, 1});
   } else {
-    mean_entropy = mean(token_entropy);
-    p_bar = mean(probs, {0, 1});
+    count = static_cast<double>(token_entropy.numel());
+    entropy_sum = sum(token_entropy);
+    p_sum = sum(probs, {0, 1});
   }
+  const double inv_count = 1.0 / global_sum(count, batch);
+  const Tensor mean_entropy = mul(global_sum(entropy_sum, batch), inv_count);
+  const Tensor p_bar = mul(global_sum(p_sum, batch), inv_count);
   const Tensor marginal_entropy = neg(sum(mul(p_bar, log(p_bar))));
   return neg(sub(marginal_entropy, mean_entropy));
 }

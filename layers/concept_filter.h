@@ -40,6 +40,7 @@ class ConceptFilter : public Module {
 
 // Mean entropy term of MODEL.md §5.4 for hash probabilities P [B, L, H] (log_p = log P),
 // over real tokens when `token_mask` [B, L] is given: -(H(P_bar) - mean_t H(P_t)).
-Tensor hash_infomax_loss(const Tensor& probs, const Tensor& log_probs, const Tensor& token_mask);
+Tensor hash_infomax_loss(const Tensor& probs, const Tensor& log_probs, const Tensor& token_mask,
+                         const BatchReduce* batch = nullptr);
 
 }  // namespace im::layers

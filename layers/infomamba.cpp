@@ -36,6 +36,9 @@ Tensor Block::forward(const Tensor& x, const ForwardContext& ctx, MixerOutput& m
   auto residual = [&](const Tensor& branch) {
     if (!is_training() || drop_path_ <= 0.0) return branch;
     IM_CHECK(ctx.gen != nullptr, "drop-path in training needs a generator in the context");
+    if (ctx.batch && ctx.batch->global_size > 0)  // draw the global batch's mask
+      return im::drop_path(branch, drop_path_, *ctx.gen, ctx.batch->offset,
+                           ctx.batch->global_size);
     return im::drop_path(branch, drop_path_, *ctx.gen);
   };
   mixer_out = mixer_->forward(norm1_->forward(x), ctx);

@@ -18,37 +18,47 @@ Tensor labels_as_index(const Tensor& labels, int64_t batch) {
 }
 }  // namespace
 
-Tensor cross_entropy(const Tensor& logits, const Tensor& labels, double label_smoothing) {
-  const int64_t batch = logits.size(0), classes = logits.size(1);
+Tensor cross_entropy(const Tensor& logits, const Tensor& labels, double label_smoothing,
+                     const BatchReduce* batch) {
+  const int64_t local = logits.size(0), classes = logits.size(1);
+  const double inv_batch = 1.0 / static_cast<double>(global_batch_size(local, batch));
   const Tensor logp = log_softmax(logits, -1);
-  const Tensor nll = neg(mean(gather(logp, 1, labels_as_index(labels, batch))));
-  if (label_smoothing == 0.0) return nll;
-  const Tensor uniform = neg(mul(mean(sum(logp, {1})), 1.0 / static_cast<double>(classes)));
-  return add(mul(nll, 1.0 - label_smoothing), mul(uniform, label_smoothing));
+  // The batch sum of each sample's loss, then (over the ranks) the global mean.
+  Tensor loss_sum = neg(sum(gather(logp, 1, labels_as_index(labels, local))));
+  if (label_smoothing != 0.0) {
+    const Tensor uniform_sum = neg(mul(sum(logp), 1.0 / static_cast<double>(classes)));
+    loss_sum = add(mul(loss_sum, 1.0 - label_smoothing), mul(uniform_sum, label_smoothing));
+  }
+  return mul(global_sum(loss_sum, batch), inv_batch);
 }
 
-Tensor info_nce(const Tensor& r, const Tensor& prototypes, const Tensor& labels, double tau) {
+Tensor info_nce(const Tensor& r, const Tensor& prototypes, const Tensor& labels, double tau,
+                const BatchReduce* batch) {
   const Tensor p = mul(prototypes, rsqrt(add(sum(mul(prototypes, prototypes), {-1}, true), 1e-12)));
   const Tensor logits = mul(matmul(r, p.transpose(0, 1)), 1.0 / tau);
-  return cross_entropy(logits, labels, 0.0);
+  return cross_entropy(logits, labels, 0.0, batch);
 }
 
-Tensor redundancy_loss(const Tensor& r_g, const Tensor& r_h) {
-  const int64_t batch = r_g.size(0), dp = r_g.size(1);
-  auto standardise = [](const Tensor& r) {
-    const Tensor mu = mean(r, {0}, true);
-    const Tensor sigma = sqrt(var(r, {0}, /*correction=*/0, true));
-    return div(sub(r, mu), add(sigma, kStandardiseEps));
+Tensor redundancy_loss(const Tensor& r_g, const Tensor& r_h, const BatchReduce* batch) {
+  const int64_t dp = r_g.size(1);
+  const double inv_batch = 1.0 / static_cast<double>(global_batch_size(r_g.size(0), batch));
+  // Mean and biased variance over the global batch: local sums, then over the ranks.
+  auto standardise = [&](const Tensor& r) {
+    const Tensor mu = mul(global_sum(sum(r, {0}, true), batch), inv_batch);
+    const Tensor centred = sub(r, mu);
+    const Tensor variance =
+        mul(global_sum(sum(mul(centred, centred), {0}, true), batch), inv_batch);
+    return div(centred, add(sqrt(variance), kStandardiseEps));
   };
-  const Tensor cov =
-      mul(matmul(standardise(r_g).transpose(0, 1), standardise(r_h)), 1.0 / static_cast<double>(batch));
+  const Tensor cov = mul(
+      global_sum(matmul(standardise(r_g).transpose(0, 1), standardise(r_h)), batch), inv_batch);
   return mul(sum(mul(cov, cov)), 1.0 / static_cast<double>(dp));
 }
 
 LossTerms compute_losses(const ModelOutput& out, const Tensor& prototypes, const Tensor& labels,
-                         const LossConfig& cfg) {
+                         const LossConfig& cfg, const BatchReduce* batch) {
   LossTerms t;
-  Tensor ce = cross_entropy(out.logits, labels, cfg.label_smoothing);
+  Tensor ce = cross_entropy(out.logits, labels, cfg.label_smoothing, batch);
   t.ce = ce.item();
   t.total = ce;
   if (cfg.lambda_nce > 0) {
@@ -57,7 +67,7 @@ LossTerms compute_losses(const ModelOutput& out, const Tensor& prototypes, const
     int streams = 0;
     for (const Tensor* r : {&out.r_g, &out.r_h}) {
       if (!r->defined()) continue;
-      Tensor term = info_nce(*r, prototypes, labels, cfg.tau_nce);
+      Tensor term = info_nce(*r, prototypes, labels, cfg.tau_nce, batch);
       nce = nce.defined() ? add(nce, term) : term;
       ++streams;
     }
@@ -67,8 +77,9 @@ LossTerms compute_losses(const ModelOutput& out, const Tensor& prototypes, const
       t.total = add(t.total, mul(nce, cfg.lambda_nce));
     }
   }
-  if (cfg.lambda_red > 0 && out.r_g.defined() && out.r_h.defined() && out.r_g.size(0) > 1) {
-    Tensor red = redundancy_loss(out.r_g, out.r_h);
+  if (cfg.lambda_red > 0 && out.r_g.defined() && out.r_h.defined() &&
+      global_batch_size(out.r_g.size(0), batch) > 1) {
+    Tensor red = redundancy_loss(out.r_g, out.r_h, batch);
     t.red = red.item();
     t.total = add(t.total, mul(red, cfg.lambda_red));
   }

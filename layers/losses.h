@@ -8,12 +8,17 @@
 
 namespace im::layers {
 
+// Every loss is a statistic of the whole batch: with `batch` (data-parallel training) of the
+// global batch, with the same value on every rank (layers/batch_reduce.h).
+
 // Mean cross-entropy with label smoothing eps: (1-eps) NLL + eps mean_c(-log p_c).
-Tensor cross_entropy(const Tensor& logits, const Tensor& labels, double label_smoothing = 0.0);
+Tensor cross_entropy(const Tensor& logits, const Tensor& labels, double label_smoothing = 0.0,
+                     const BatchReduce* batch = nullptr);
 // InfoNCE against L2-normalised class prototypes at temperature tau (§5.2).
-Tensor info_nce(const Tensor& r, const Tensor& prototypes, const Tensor& labels, double tau);
+Tensor info_nce(const Tensor& r, const Tensor& prototypes, const Tensor& labels, double tau,
+                const BatchReduce* batch = nullptr);
 // ||Cov(r̂_g, r̂_h)||_F^2 / d_p with batch standardisation (§5.3).
-Tensor redundancy_loss(const Tensor& r_g, const Tensor& r_h);
+Tensor redundancy_loss(const Tensor& r_g, const Tensor& r_h, const BatchReduce* batch = nullptr);
 
 struct LossTerms {
   Tensor total;  // what backward runs on
@@ -21,7 +26,7 @@ struct LossTerms {
 };
 
 LossTerms compute_losses(const ModelOutput& out, const Tensor& prototypes, const Tensor& labels,
-                         const LossConfig& cfg);
+                         const LossConfig& cfg, const BatchReduce* batch = nullptr);
 
 struct Accuracy {
   int64_t top1 = 0, top5 = 0, count = 0;

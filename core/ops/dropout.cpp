@@ -60,4 +60,19 @@ Tensor drop_path(const Tensor& x, double p, Generator& gen) {
   return apply_mask(x, mask, group, 1.0 / (1.0 - p), "drop_path");
 }
 
+Tensor drop_path(const Tensor& x, double p, Generator& gen, int64_t batch_offset,
+                 int64_t batch_size) {
+  check_args(x, p, "drop_path");
+  IM_CHECK(x.dim() >= 1, "drop_path: x needs a sample dimension (dim 0), got ", x.describe());
+  const int64_t samples = x.size(0);
+  IM_CHECK(batch_offset >= 0 && batch_offset + samples <= batch_size, "drop_path: samples [",
+           batch_offset, ", ", batch_offset + samples, ") do not lie in a batch of ", batch_size);
+  if (p == 0.0) return x;
+  const Tensor mask = bernoulli_mask({batch_size}, 1.0 - p, gen)
+                          .slice(0, batch_offset, batch_offset + samples)
+                          .contiguous();
+  const int64_t group = samples > 0 ? x.numel() / samples : 0;
+  return apply_mask(x, mask, group, 1.0 / (1.0 - p), "drop_path");
+}
+
 }  // namespace im

@@ -176,3 +176,22 @@ TEST(DropPath, BackwardZeroesDroppedSamples) {
   const auto yv = y.to_vector<double>(), gv = x.grad().to_vector<double>();
   for (size_t i = 0; i < yv.size(); ++i) EXPECT_DOUBLE_EQ(gv[i], yv[i]) << i;
 }
+
+// A rank holding samples [offset, offset + n) of a global batch gets exactly the mask one
+// process would apply to those samples, and its generator advances the same way.
+TEST(DropPath, SliceOfGlobalBatchMatchesWholeBatch) {
+  std::vector<float> values(60);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = 1.0f + static_cast<float>(i);
+  const Tensor whole = Tensor::from_vector(values, {12, 5});
+  Generator g_whole(77), g_a(77), g_b(77);
+  const auto full = im::drop_path(whole, 0.5, g_whole).to_vector<float>();
+  const auto a = im::drop_path(whole.slice(0, 0, 7), 0.5, g_a, 0, 12).to_vector<float>();
+  const auto b = im::drop_path(whole.slice(0, 7, 12), 0.5, g_b, 7, 12).to_vector<float>();
+  std::vector<float> joined(a);
+  joined.insert(joined.end(), b.begin(), b.end());
+  EXPECT_EQ(joined, full);
+  EXPECT_EQ(g_a.state(), g_whole.state());
+  EXPECT_EQ(g_b.state(), g_whole.state());
+  EXPECT_GT(count_zeros(full), 0);
+  EXPECT_THROW(im::drop_path(whole.slice(0, 7, 12), 0.5, g_b, 8, 12), im::Error);
+}
