@@ -77,6 +77,8 @@ Batch Collator::operator()(const IndexBatch& ib) const {
   Batch out;
   out.epoch = ib.epoch;
   out.index_in_epoch = ib.index_in_epoch;
+  out.global_offset = ib.global_offset;
+  out.global_size = ib.global_size;
   Shape shape{b};
   shape.insert(shape.end(), dataset_->sample_shape().begin(), dataset_->sample_shape().end());
   out.labels = Tensor::empty({b}, DType::Int64);

@@ -20,6 +20,8 @@ struct Batch {
   Tensor labels;  // int64 [B]
   int64_t epoch = 0;
   int64_t index_in_epoch = 0;  // batch number within the epoch
+  int64_t global_offset = 0;   // data-parallel: this rank's first sample in the global batch
+  int64_t global_size = 0;     // samples in the global batch (all ranks)
 };
 
 struct CollateOptions {

@@ -36,7 +36,7 @@ CollateOptions collate_options(const LoaderOptions& o) {
 }
 
 SamplerOptions sampler_options(const LoaderOptions& o) {
-  return SamplerOptions{o.batch_size, o.shuffle, o.seed, o.drop_last};
+  return SamplerOptions{o.batch_size, o.shuffle, o.seed, o.drop_last, o.rank, o.world_size};
 }
 
 }  // namespace

@@ -32,6 +32,8 @@ struct LoaderOptions {
   bool flip = false;      // images: random horizontal flip
   int64_t workers = 2;    // 0 assembles each batch in the caller's thread
   int64_t prefetch = 4;   // batches ready or in progress ahead of the consumer (>= 1)
+  int rank = 0;           // data-parallel: deliver this rank's slice of each global batch
+  int world_size = 1;
   // Runs on each assembled batch in the worker thread (extra augmentation, moving to
   // pinned memory, ...); an exception it throws reaches the consumer like any other.
   std::function<void(Batch&)> on_batch;

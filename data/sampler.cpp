@@ -17,13 +17,25 @@ uint64_t stream_key(uint64_t seed, uint64_t purpose) {
   return z ^ (z >> 31);
 }
 
+SliceRange rank_slice(int64_t size, int rank, int world) {
+  return {size * rank / world, size * (rank + 1) / world};
+}
+
 Sampler::Sampler(int64_t num_samples, const SamplerOptions& options)
     : num_samples_(num_samples), options_(options) {
   IM_CHECK(options.batch_size > 0, "sampler: batch size must be positive, got ",
            options.batch_size);
+  IM_CHECK(options.world_size >= 1 && options.rank >= 0 && options.rank < options.world_size,
+           "sampler: rank ", options.rank, " is not in a world of ", options.world_size);
+  IM_CHECK(options.batch_size >= options.world_size, "the global batch of ", options.batch_size,
+           " samples is smaller than the ", options.world_size,
+           " ranks: every rank needs at least one sample per step");
   IM_CHECK(num_samples > 0, "sampler: the dataset has no samples");
   samples_per_epoch_ =
       options.drop_last ? num_samples / options.batch_size * options.batch_size : num_samples;
+  // A final batch too small to give every rank a sample is left out (only with N > 1).
+  if (samples_per_epoch_ % options.batch_size < options.world_size)
+    samples_per_epoch_ -= samples_per_epoch_ % options.batch_size;
   IM_CHECK(samples_per_epoch_ > 0, "sampler: ", num_samples, " samples make no full batch of ",
            options.batch_size, " with drop_last (use a smaller batch or keep the last batch)");
 }
@@ -64,7 +76,11 @@ std::optional<IndexBatch> Sampler::next() {
   b.epoch = cursor_.epoch;
   b.index_in_epoch = cursor_.position / options_.batch_size;
   const int64_t end = std::min(cursor_.position + options_.batch_size, samples_per_epoch_);
-  b.indices.assign(order_.begin() + cursor_.position, order_.begin() + end);
+  b.global_size = end - cursor_.position;
+  const SliceRange mine = rank_slice(b.global_size, options_.rank, options_.world_size);
+  b.global_offset = mine.begin;
+  b.indices.assign(order_.begin() + cursor_.position + mine.begin,
+                   order_.begin() + cursor_.position + mine.end);
   cursor_.position = end;
   return b;
 }

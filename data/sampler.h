@@ -2,6 +2,12 @@
 // permutation that depends only on (seed, epoch): reproducible, different per epoch,
 // and independent of how batches are later assembled. The position in the stream is a
 // small cursor that a checkpoint saves, so a resumed run sees the same batches.
+//
+// Data-parallel runs: every rank walks the same global permutation in global batches and
+// keeps its own contiguous slice of each (rank r of N takes [B·r/N, B·(r+1)/N)), so the
+// slices are disjoint, every rank runs the same number of steps, and the global batch
+// sequence does not depend on N. The cursor counts global samples, so a checkpoint
+// written by N ranks resumes on M.
 #pragma once
 
 #include <cstdint>
@@ -24,18 +30,29 @@ struct SamplerOptions {
   bool shuffle = false;
   uint64_t seed = 0;
   bool drop_last = false;  // leave out the last, smaller batch of each epoch
+  int rank = 0;            // this rank's slice of every global batch
+  int world_size = 1;      // a final batch smaller than this is left out (a rank would get none)
 };
 
 // A batch of sample indices and where it sits in the stream.
 struct IndexBatch {
   int64_t epoch = 0;
   int64_t index_in_epoch = 0;  // batch number within the epoch
-  std::vector<int64_t> indices;
+  std::vector<int64_t> indices;  // this rank's slice of the global batch
+  int64_t global_offset = 0;     // position of indices[0] in the global batch
+  int64_t global_size = 0;       // samples in the global batch
 };
+
+// Rank `rank`'s share [begin, end) of a global batch of `size` samples over `world` ranks.
+struct SliceRange {
+  int64_t begin = 0, end = 0;
+};
+SliceRange rank_slice(int64_t size, int rank, int world);
 
 class Sampler {
  public:
-  // Throws im::Error when there is not a single batch per epoch to give.
+  // Throws im::Error when there is not a single batch per epoch to give, or when the batch
+  // is smaller than the world.
   Sampler(int64_t num_samples, const SamplerOptions& options);
 
   int64_t num_samples() const { return num_samples_; }

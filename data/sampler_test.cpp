@@ -123,5 +123,54 @@ TEST(SamplerTest, CursorThatDoesNotFitIsRefused) {
   EXPECT_EQ(s.cursor(), (SamplerCursor{3, 0}));
 }
 
+
+// Ranks of any world size take disjoint slices whose union, in rank order, is exactly the
+// one-process batch, and they agree on the number of batches.
+TEST(SamplerTest, RankSlicesPartitionTheGlobalBatches) {
+  const SamplerOptions base{32, true, 11, false};
+  Sampler one(200, base);
+  const std::vector<IndexBatch> reference = one_epoch(one);
+  for (int world : {2, 3, 4}) {
+    std::vector<std::vector<IndexBatch>> per_rank;
+    for (int r = 0; r < world; ++r) {
+      SamplerOptions o = base;
+      o.rank = r;
+      o.world_size = world;
+      Sampler s(200, o);
+      per_rank.push_back(one_epoch(s));
+      ASSERT_EQ(per_rank.back().size(), reference.size()) << world;
+    }
+    for (size_t b = 0; b < reference.size(); ++b) {
+      std::vector<int64_t> joined;
+      for (int r = 0; r < world; ++r) {
+        const IndexBatch& mine = per_rank[r][b];
+        EXPECT_EQ(mine.global_offset, static_cast<int64_t>(joined.size()));
+        EXPECT_EQ(mine.global_size, static_cast<int64_t>(reference[b].indices.size()));
+        EXPECT_FALSE(mine.indices.empty());
+        joined.insert(joined.end(), mine.indices.begin(), mine.indices.end());
+      }
+      EXPECT_EQ(joined, reference[b].indices) << "world " << world << " batch " << b;
+    }
+  }
+}
+
+TEST(SamplerTest, FinalBatchSmallerThanTheWorldIsLeftOut) {
+  // 66 samples in batches of 32: the last batch has 2 samples, too few for 4 ranks.
+  SamplerOptions o{32, false, 0, false};
+  o.world_size = 4;
+  Sampler s(66, o);
+  EXPECT_EQ(s.samples_per_epoch(), 64);
+  EXPECT_EQ(one_epoch(s).size(), 2u);
+  o.world_size = 2;  // 2 ranks can share it
+  EXPECT_EQ(Sampler(66, o).samples_per_epoch(), 66);
+}
+
+TEST(SamplerTest, BatchSmallerThanTheWorldIsAnError) {
+  SamplerOptions o{2, false, 0, false};
+  o.world_size = 4;
+  EXPECT_THAT(error_of([&] { Sampler(100, o); }),
+              HasSubstr("global batch of 2 samples is smaller than the 4 ranks"));
+}
+
 }  // namespace
 }  // namespace im::data
