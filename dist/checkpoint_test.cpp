@@ -132,3 +132,47 @@ TEST_F(CheckpointTest, LatestMovesAndOldOnesArePruned) {
   EXPECT_NE(error_of([&] { im::dist::resolve_checkpoint(tmp_ / "nowhere"); }).find("does not exist"),
             std::string::npos);
 }
+
+// --resume auto: a corrupt newest checkpoint is reported by name and skipped; a left-over
+// temporary directory of a crashed write is never taken for a checkpoint.
+TEST_F(CheckpointTest, NewestValidCheckpointSkipsCorruptOnesWithAWarning) {
+  for (int64_t step : {10, 20}) {
+    state_.step = step;
+    im::dist::save_checkpoint(run_dir(), store_, &opt_, state_);
+  }
+  fs::create_directories(run_dir() + "/checkpoints/step_00000030.tmp");
+  const std::string newest = run_dir() + "/checkpoints/step_00000020/rank_00000.h5";
+  auto bytes = im::data::testing::read_bytes(newest);
+  bytes[bytes.size() / 2] ^= 0x40;
+  im::data::testing::write_bytes(newest, bytes);
+
+  std::vector<std::string> warnings;
+  auto found = im::dist::newest_valid_checkpoint(
+      run_dir(), true, [&](const std::string& w) { warnings.push_back(w); });
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->state.step, 10);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("step_00000020/rank_00000.h5 fails its checksum"), std::string::npos)
+      << warnings[0];
+  // The next save clears the crashed write's temporary directory.
+  state_.step = 40;
+  im::dist::save_checkpoint(run_dir(), store_, &opt_, state_);
+  EXPECT_FALSE(fs::exists(run_dir() + "/checkpoints/step_00000030.tmp"));
+  // Nothing to resume from in an empty run directory.
+  EXPECT_FALSE(im::dist::newest_valid_checkpoint(tmp_ / "empty", true,
+                                                 [](const std::string&) {})
+                   .has_value());
+}
+
+TEST(CheckpointShards, RangesTileTheFlatSpace) {
+  for (int world : {1, 2, 3, 7}) {
+    int64_t next = 0;
+    for (int r = 0; r < world; ++r) {
+      const auto [b, e] = im::dist::shard_range(1001, r, world);
+      EXPECT_EQ(b, next);
+      EXPECT_GE(e - b, 1001 / world);
+      next = e;
+    }
+    EXPECT_EQ(next, 1001);
+  }
+}

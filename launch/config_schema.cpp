@@ -139,6 +139,8 @@ std::vector<ConfigKey> build_schema() {
   s.push_back(std::move(dir));
   s.push_back(integer("run.seed", IM_FIELD(seed), 0, at_least(0),
                       "seed of every random stream (init, dropout, sampler, augmentation)"));
+  s.push_back(flag("run.rank_logs", IM_FIELD(rank_logs), false,
+                   "every rank also writes its own log, run.dir/logs/rank_NNNNN.log"));
 
   // [data]
   s.push_back(text("data.dir", IM_FIELD(data.dir), "datasets/fashion-mnist",
@@ -269,6 +271,16 @@ std::vector<ConfigKey> build_schema() {
                      "compute precision"));
   s.push_back(
       choice("train.device", IM_FIELD(train.device), "cpu", {"cpu", "cuda"}, "device to train on"));
+
+  // [checkpoint]
+  s.push_back(integer("checkpoint.every", IM_FIELD(checkpoint.every), 500, at_least(0),
+                      "steps between checkpoints; 0 = only at the end of training"));
+  s.push_back(integer("checkpoint.keep", IM_FIELD(checkpoint.keep), 3, at_least(1),
+                      "newest checkpoints kept; older ones are deleted"));
+
+  // [dist]
+  s.push_back(integer("dist.bucket_mb", IM_FIELD(dist.bucket_mb), 25, between(1, 4096),
+                      "gradient all-reduce bucket size in MiB"));
   return s;
 }
 

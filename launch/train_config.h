@@ -24,17 +24,31 @@ struct TrainConfig {
   std::string device = "cpu";      // cpu | cuda
 };
 
+// When the trainer writes checkpoints (docs/CHECKPOINT.md).
+struct CheckpointConfig {
+  int64_t every = 500;  // steps between checkpoints; 0 = only at the end
+  int64_t keep = 3;     // the newest checkpoints kept; older ones are deleted
+};
+
+// Data-parallel settings (docs/DESIGN.md, dist/).
+struct DistConfig {
+  int64_t bucket_mb = 25;  // gradient all-reduce bucket size in MiB
+};
+
 struct RunConfig {
   std::string source_file;             // the TOML file it came from
   std::vector<std::string> overrides;  // the --set "key=value" strings applied after it, in order
   std::string name = "run";
   std::string run_dir = "runs/run";
   uint64_t seed = 0;
+  bool rank_logs = false;  // every rank also writes run_dir/logs/rank_NNNNN.log
   data::DataConfig data;
   layers::ModelConfig model;
   layers::LossConfig loss;
   layers::OptimConfig optim;
   TrainConfig train;
+  CheckpointConfig checkpoint;
+  DistConfig dist;
 };
 
 }  // namespace im::launch
