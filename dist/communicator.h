@@ -37,6 +37,10 @@ class Communicator {
   // t's dim 0 is size * k; returns this rank's [k, ...] block of the reduction.
   virtual Tensor reduce_scatter(const Tensor& t, ReduceOp op) = 0;
   virtual void barrier() = 0;
+  // A new communicator over the same ranks whose collectives never interleave with this
+  // one's (MPI_Comm_dup; ncclCommSplit for NCCL): the loss's batch statistics run on
+  // their own while gradient buckets are in flight.
+  virtual std::unique_ptr<Communicator> duplicate() = 0;
 };
 
 }  // namespace im::dist

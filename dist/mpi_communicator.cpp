@@ -83,9 +83,22 @@ class MpiWork final : public Work {
 
 class MpiCommunicator final : public Communicator {
  public:
-  explicit MpiCommunicator(MPI_Comm comm) : comm_(comm) {
+  MpiCommunicator(MPI_Comm comm, bool owned) : comm_(comm), owned_(owned) {
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);
+  }
+  ~MpiCommunicator() override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (owned_ && !finalized) MPI_Comm_free(&comm_);
+  }
+  MpiCommunicator(const MpiCommunicator&) = delete;
+  MpiCommunicator& operator=(const MpiCommunicator&) = delete;
+
+  std::unique_ptr<Communicator> duplicate() override {
+    MPI_Comm dup;
+    check(MPI_Comm_dup(comm_, &dup), "MPI_Comm_dup");
+    return std::make_unique<MpiCommunicator>(dup, true);
   }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
@@ -149,13 +162,14 @@ class MpiCommunicator final : public Communicator {
 
  private:
   MPI_Comm comm_;
+  bool owned_ = false;  // made by duplicate(): freed with this object
   int rank_ = 0, size_ = 1;
 };
 
 }  // namespace
 
 std::unique_ptr<Communicator> make_mpi_communicator(MPI_Comm comm) {
-  return std::make_unique<MpiCommunicator>(comm);
+  return std::make_unique<MpiCommunicator>(comm, false);
 }
 
 }  // namespace im::dist

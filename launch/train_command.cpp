@@ -1,11 +1,20 @@
-// `infomamba_dist train --config FILE [--set key=value ...]` and
+// `infomamba_dist train --config FILE [--set key=value ...] [--resume auto|PATH]` and
 // `infomamba_dist eval --config FILE --checkpoint PATH [--set key=value ...]`.
+//
+// Under mpirun, train is data-parallel over the ranks. Failures follow docs/DESIGN.md:
+// problems found while setting up (config, data, checkpoint) are agreed through one small
+// all-reduce, reported once and end every rank with exit 2; a rank that fails once training
+// has started reports itself and aborts every rank (MPI_Abort), so nobody waits forever in a
+// collective.
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "dist/checkpoint.h"
+#include "dist/mpi_communicator.h"
+#include "dist/world.h"
 #include "launch/commands.h"
 #include "launch/config.h"
 #include "launch/trainer.h"
@@ -17,11 +26,12 @@ namespace {
 struct CommandArgs {
   std::string config;
   std::string checkpoint;
+  std::string resume;  // "", "auto" or a checkpoint path
   std::vector<std::string> overrides;
 };
 
 // Throws SetupError naming the bad argument.
-CommandArgs parse_args(int argc, char** argv, bool wants_checkpoint) {
+CommandArgs parse_args(int argc, char** argv, bool wants_checkpoint, bool wants_resume = false) {
   CommandArgs a;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -37,6 +47,10 @@ CommandArgs parse_args(int argc, char** argv, bool wants_checkpoint) {
       a.overrides.push_back(value("--set"));
     } else if (arg.rfind("--set=", 0) == 0) {
       a.overrides.push_back(arg.substr(6));
+    } else if (wants_resume && arg == "--resume") {
+      a.resume = value("--resume");
+    } else if (wants_resume && arg.rfind("--resume=", 0) == 0) {
+      a.resume = arg.substr(9);
     } else if (wants_checkpoint && arg == "--checkpoint") {
       a.checkpoint = value("--checkpoint");
     } else if (wants_checkpoint && arg.rfind("--checkpoint=", 0) == 0) {
@@ -47,6 +61,7 @@ CommandArgs parse_args(int argc, char** argv, bool wants_checkpoint) {
   }
   if (a.config.empty()) throw SetupError("--config FILE is required");
   if (wants_checkpoint && a.checkpoint.empty()) throw SetupError("--checkpoint PATH is required");
+
   return a;
 }
 
@@ -71,12 +86,54 @@ int guarded(const char* command, F&& body) {
 }  // namespace
 
 int run_train(int argc, char** argv) {
-  return guarded("train", [&] {
-    const CommandArgs args = parse_args(argc, argv, false);
-    Trainer trainer(load_run_config(args.config, args.overrides));
-    trainer.run();
+  dist::World& world = dist::World::init(nullptr, nullptr);
+  const std::unique_ptr<dist::Communicator> comm = dist::make_mpi_communicator(world.comm());
+  const int rank = world.rank();
+
+  // Setup: local work only, so that every rank reaches the agreement below.
+  std::unique_ptr<Trainer> trainer;
+  int code = 0;
+  std::string error;
+  try {
+    const CommandArgs args = parse_args(argc, argv, false, true);
+    trainer = std::make_unique<Trainer>(load_run_config(args.config, args.overrides), comm.get(),
+                                        args.resume);
+  } catch (const SetupError& e) {
+    code = 2;
+    error = e.what();
+  } catch (const ConfigError& e) {
+    code = 2;
+    error = e.what();
+  } catch (const std::exception& e) {
+    code = 1;
+    error = e.what();
+  }
+  // Agree: the lowest failing rank reports (usually rank 0, and every rank has the same
+  // error), every rank exits with the worst code.
+  Tensor verdict = Tensor::from_vector<int64_t>({code, code ? rank : world.size()}, {2});
+  Tensor worst = verdict.slice(0, 0, 1).contiguous(), first = verdict.slice(0, 1, 2).contiguous();
+  comm->all_reduce(worst, dist::ReduceOp::Max);
+  comm->all_reduce(first, dist::ReduceOp::Min);
+  if (worst.data<int64_t>()[0] != 0) {
+    if (rank == first.data<int64_t>()[0]) {
+      const std::string who = world.size() > 1 && rank > 0 ? "rank " + std::to_string(rank) + ": " : "";
+      std::fprintf(stderr, "infomamba_dist train: error: %s%s\n", who.c_str(), error.c_str());
+      std::fflush(stderr);
+    }
+    return static_cast<int>(worst.data<int64_t>()[0]);
+  }
+
+  try {
+    trainer->run();
     return 0;
-  });
+  } catch (const DivergedError& e) {  // every rank sees it at the same step
+    if (rank == 0) std::fprintf(stderr, "infomamba_dist train: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    if (world.size() > 1) world.abort(1, e.what());
+    std::fprintf(stderr, "infomamba_dist train: error: %s\n", e.what());
+    return 1;
+  }
 }
 
 int run_eval(int argc, char** argv) {

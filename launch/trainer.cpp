@@ -6,10 +6,12 @@
 #include <filesystem>
 
 #include "core/autograd.h"
+#include "data/crc32c.h"
 #include "data/loader.h"
 #include "dist/checkpoint.h"
 #include "launch/config.h"
 #include "launch/progress.h"
+#include "layers/batch_reduce.h"
 
 namespace im::launch {
 
@@ -60,8 +62,10 @@ void fit_model_to_dataset(layers::ModelConfig& model, const data::Dataset& datas
   }
 }
 
-Trainer::Trainer(RunConfig cfg)
+Trainer::Trainer(RunConfig cfg, dist::Communicator* comm, const std::string& resume)
     : cfg_(std::move(cfg)),
+      comm_(comm),
+      log_(comm ? comm->rank() : 0, comm ? comm->size() : 1),
       init_gen_(stream_seed(cfg_.seed, kInitStream)),
       train_gen_(stream_seed(cfg_.seed, kTrainStream)) {
   if (cfg_.train.device != "cpu")
@@ -70,6 +74,11 @@ Trainer::Trainer(RunConfig cfg)
   if (cfg_.train.precision != "fp32")
     throw SetupError("train.precision = \"" + cfg_.train.precision +
                      "\": bf16 training arrives with the CUDA backend; use \"fp32\"");
+  const int world = comm_ ? comm_->size() : 1;
+  if (cfg_.train.batch_size < world)
+    throw SetupError("train.batch_size = " + std::to_string(cfg_.train.batch_size) +
+                     " is the global batch and is smaller than the " + std::to_string(world) +
+                     " ranks: every rank needs at least one sample per step");
   train_set_ = as_setup_error([&] {
     return data::Dataset::open(cfg_.data.dir, cfg_.data.train_split, cfg_.data.train_subset);
   });
@@ -82,27 +91,75 @@ Trainer::Trainer(RunConfig cfg)
   });
   store_ = std::make_unique<layers::ParameterStore>(*model_, DType::Float32);
   optimizer_ = std::make_unique<layers::AdamW>(*store_, cfg_.optim);
+  if (cfg_.rank_logs) as_setup_error([&] { log_.open_file(cfg_.run_dir); });
+
+  if (resume == "auto") {
+    // Every rank scans the same (shared) directory; rank 0 reports what it skips.
+    resume_ = dist::newest_valid_checkpoint(cfg_.run_dir, true,
+                                            [&](const std::string& w) { log_.warn(w); });
+    if (!resume_)
+      log_.info("resume auto: no checkpoint in " + cfg_.run_dir + "/checkpoints; starting from step 0");
+  } else if (!resume.empty()) {
+    resume_ = as_setup_error([&] {
+      return dist::read_checkpoint(dist::resolve_checkpoint(resume), true);
+    });
+  }
+  if (resume_) as_setup_error([&] {
+    // Checks names, shapes and offsets against this model before anything is trained.
+    dist::load_checkpoint(*resume_, *store_, optimizer_.get());
+  });
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::synchronise_initial_parameters() {
+  // Every rank built the model from the same seed; broadcasting rank 0's values makes
+  // that a guarantee rather than an assumption, and the hash check proves it.
+  Tensor& flat = store_->flat_params();
+  comm_->broadcast(flat, 0);
+  if (resume_) {  // moments and step are part of the state every rank must share
+    comm_->broadcast(optimizer_->exp_avg(), 0);
+    comm_->broadcast(optimizer_->exp_avg_sq(), 0);
+  }
+  const auto crc = static_cast<int64_t>(
+      data::crc32c(flat.data_ptr(), static_cast<size_t>(flat.numel()) * dtype_size(flat.dtype())));
+  const Tensor all = comm_->all_gather(Tensor::from_vector<int64_t>({crc}, {1}));
+  for (int r = 0; r < comm_->size(); ++r)
+    IM_CHECK(all.data<int64_t>()[r] == crc, "parameters differ between rank ", comm_->rank(),
+             " and rank ", r, " after the broadcast from rank 0 (hash ", crc, " vs ",
+             all.data<int64_t>()[r], ")");
 }
 
 EvalResult evaluate_model(layers::InfoMamba& model, const data::Dataset& dataset,
                           const data::DataConfig& data_cfg, const layers::LossConfig& loss_cfg,
-                          int64_t batch_size) {
+                          int64_t batch_size, dist::Communicator* comm) {
   NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
-  data::Loader loader(dataset, data::LoaderOptions::for_evaluation(data_cfg, batch_size));
+  data::LoaderOptions options = data::LoaderOptions::for_evaluation(data_cfg, batch_size);
+  layers::BatchReduce reduce;
+  const bool parallel = comm && comm->size() > 1;
+  if (parallel) {
+    options.rank = comm->rank();
+    options.world_size = comm->size();
+    reduce.reduce = [comm](Tensor& t) { comm->all_reduce(t, dist::ReduceOp::Sum); };
+  }
+  data::Loader loader(dataset, options);
   EvalResult r;
-  int64_t top1 = 0, top5 = 0, batches = 0;
+  int64_t top1 = 0, top5 = 0, samples = 0, batches = 0;
   layers::ForwardContext ctx;
+  if (parallel) ctx.batch = &reduce;
   while (auto batch = loader.next()) {
+    reduce.offset = batch->global_offset;
+    reduce.global_size = batch->global_size;
     const layers::ModelOutput out = model.forward(batch->inputs, ctx);
     const layers::LossTerms terms = layers::compute_losses(out, model.prototypes(), batch->labels,
-                                                           loss_cfg);
+                                                           loss_cfg, ctx.batch);
     const layers::Accuracy acc = layers::count_correct(out.logits, batch->labels);
     top1 += acc.top1;
     top5 += acc.top5;
-    r.samples += acc.count;
-    r.loss += terms.total.item();
+    samples += acc.count;
+    r.loss += terms.total.item();  // global values: the same on every rank
     r.ce += terms.ce;
     r.nce += terms.nce;
     r.red += terms.red;
@@ -110,6 +167,14 @@ EvalResult evaluate_model(layers::InfoMamba& model, const data::Dataset& dataset
     ++batches;
   }
   model.train(was_training);
+  if (parallel) {
+    Tensor counts = Tensor::from_vector<int64_t>({top1, top5, samples}, {3});
+    comm->all_reduce(counts, dist::ReduceOp::Sum);
+    top1 = counts.data<int64_t>()[0];
+    top5 = counts.data<int64_t>()[1];
+    samples = counts.data<int64_t>()[2];
+  }
+  r.samples = samples;
   if (batches) {
     r.loss /= batches;
     r.ce /= batches;
@@ -125,7 +190,7 @@ EvalResult evaluate_model(layers::InfoMamba& model, const data::Dataset& dataset
 }
 
 EvalResult Trainer::evaluate() {
-  return evaluate_model(*model_, *test_set_, cfg_.data, cfg_.loss, cfg_.train.batch_size);
+  return evaluate_model(*model_, *test_set_, cfg_.data, cfg_.loss, cfg_.train.batch_size, comm_);
 }
 
 namespace {
@@ -137,24 +202,86 @@ MetricsRecord eval_record(const EvalResult& e, int64_t step, int64_t epoch) {
   return r;
 }
 
-void print_eval(const EvalResult& e, int64_t step, int64_t epoch) {
-  std::printf(
-      "eval  step %lld | epoch %lld | test top-1 %.2f%% | top-5 %.2f%% | loss %.4f (ce %.4f, "
-      "nce %.4f, red %.4f, hash %.4f) | %lld samples\n",
-      static_cast<long long>(step), static_cast<long long>(epoch), 100 * e.top1, 100 * e.top5,
-      e.loss, e.ce, e.nce, e.red, e.hash, static_cast<long long>(e.samples));
-  std::fflush(stdout);
+std::string eval_line(const EvalResult& e, int64_t step, int64_t epoch) {
+  char buf[512];
+  std::snprintf(buf, sizeof buf,
+                "eval  step %lld | epoch %lld | test top-1 %.2f%% | top-5 %.2f%% | loss %.4f (ce "
+                "%.4f, nce %.4f, red %.4f, hash %.4f) | %lld samples",
+                static_cast<long long>(step), static_cast<long long>(epoch), 100 * e.top1,
+                100 * e.top5, e.loss, e.ce, e.nce, e.red, e.hash,
+                static_cast<long long>(e.samples));
+  return buf;
 }
 }  // namespace
 
-EvalResult Trainer::run() {
-  fs::create_directories(cfg_.run_dir);
-  write_resolved_config(cfg_, cfg_.run_dir);
-  MetricsLog metrics((fs::path(cfg_.run_dir) / "metrics.jsonl").string());
+dist::TrainingState Trainer::training_state(int64_t step, int64_t epoch,
+                                            const data::SamplerCursor& cursor) const {
+  dist::TrainingState state;
+  state.step = step;
+  state.epoch = epoch;
+  state.cursor = cursor;
+  state.rng = {{"init", init_gen_.state()}, {"train", train_gen_.state()}};
+  state.config_toml = resolved_config_toml(cfg_);
+  state.world_size = comm_ ? comm_->size() : 1;
+  return state;
+}
 
-  data::Loader loader(*train_set_, data::LoaderOptions::for_training(
-                                       cfg_.data, cfg_.train.batch_size,
-                                       stream_seed(cfg_.seed, kDataStream)));
+EvalResult Trainer::run() {
+  const int rank = comm_ ? comm_->rank() : 0, world = comm_ ? comm_->size() : 1;
+  const bool root = rank == 0;
+  std::optional<MetricsLog> metrics;
+  if (root) {
+    fs::create_directories(cfg_.run_dir);
+    write_resolved_config(cfg_, cfg_.run_dir);
+    metrics.emplace((fs::path(cfg_.run_dir) / "metrics.jsonl").string());
+  }
+  auto write_metrics = [&](const MetricsRecord& r) {
+    if (metrics) metrics->write(r);
+  };
+
+  // Collective setup: same parameters everywhere, the same checkpoint resumed everywhere,
+  // a separate communicator for the losses' batch statistics, the gradient reducer.
+  layers::BatchReduce batch_reduce;
+  if (distributed()) {
+    Tensor step = Tensor::scalar(resume_ ? static_cast<double>(resume_->state.step) : -1.0,
+                                 DType::Float64);
+    Tensor lowest = step.clone();
+    comm_->all_reduce(step, dist::ReduceOp::Max);
+    comm_->all_reduce(lowest, dist::ReduceOp::Min);
+    IM_CHECK(step.item() == lowest.item(), "the ranks found different checkpoints to resume from "
+             "(steps ", lowest.item(), " and ", step.item(), "): is run.dir on a shared filesystem?");
+    synchronise_initial_parameters();
+    stats_comm_ = comm_->duplicate();
+    dist::Communicator* stats = stats_comm_.get();
+    batch_reduce.reduce = [stats](Tensor& t) { stats->all_reduce(t, dist::ReduceOp::Sum); };
+    dist::ReducerOptions reducer_options;
+    reducer_options.bucket_bytes = cfg_.dist.bucket_mb << 20;
+    reducer_ = std::make_unique<dist::GradientReducer>(*store_, *comm_, reducer_options);
+  }
+
+  int64_t step = 0, epoch = 0;
+  data::SamplerCursor start;
+  if (resume_) {
+    const dist::TrainingState& s = resume_->state;
+    step = s.step;
+    epoch = s.epoch;
+    start = s.cursor;
+    for (const auto& [name, state] : s.rng) {
+      if (name == "train") train_gen_.set_state(state);
+      if (name == "init") init_gen_.set_state(state);
+    }
+    std::string note = "resuming from " + resume_->dir + " (step " + std::to_string(step) + ")";
+    if (s.world_size != world)
+      note += ", written by " + std::to_string(s.world_size) + " ranks, resharded onto " +
+              std::to_string(world);
+    log_.info(note);
+  }
+
+  data::LoaderOptions loader_options = data::LoaderOptions::for_training(
+      cfg_.data, cfg_.train.batch_size, stream_seed(cfg_.seed, kDataStream));
+  loader_options.rank = rank;
+  loader_options.world_size = world;
+  data::Loader loader(*train_set_, loader_options, start);
   const int64_t steps_per_epoch = loader.batches_per_epoch();
   int64_t total_steps = steps_per_epoch * cfg_.train.epochs;
   if (cfg_.train.max_steps > 0) total_steps = std::min(total_steps, cfg_.train.max_steps);
@@ -165,55 +292,85 @@ EvalResult Trainer::run() {
   schedule.total_steps = total_steps;
   schedule.min_lr = cfg_.train.min_lr;
 
-  std::printf("train %s: %lld parameters | %lld train / %lld test samples | %lld steps "
-              "(%lld per epoch) | run dir %s\n",
-              cfg_.name.c_str(), static_cast<long long>(model_->num_parameters()),
-              static_cast<long long>(train_set_->num_samples()),
-              static_cast<long long>(test_set_->num_samples()),
-              static_cast<long long>(total_steps), static_cast<long long>(steps_per_epoch),
-              cfg_.run_dir.c_str());
-  std::fflush(stdout);
+  {
+    char buf[512];
+    std::snprintf(buf, sizeof buf,
+                  "train %s: %lld parameters | %lld train / %lld test samples | %lld steps "
+                  "(%lld per epoch) | %d rank%s, %lld samples per step | run dir %s",
+                  cfg_.name.c_str(), static_cast<long long>(model_->num_parameters()),
+                  static_cast<long long>(train_set_->num_samples()),
+                  static_cast<long long>(test_set_->num_samples()),
+                  static_cast<long long>(total_steps), static_cast<long long>(steps_per_epoch),
+                  world, world == 1 ? "" : "s", static_cast<long long>(cfg_.train.batch_size),
+                  cfg_.run_dir.c_str());
+    log_.info(buf);
+  }
 
   model_->train();
-  const auto start = Clock::now();
-  auto window_start = start;
+  const auto start_time = Clock::now();
+  const int64_t first_step = step;
+  auto window_start = start_time;
   double window_loss = 0;
   int64_t window_correct = 0, window_samples = 0, window_steps = 0;
-  int64_t epoch = 0, step = 0;
+  int64_t last_saved = resume_ ? step : -1;
   std::optional<EvalResult> last_eval;
   layers::ForwardContext ctx{&train_gen_, Tensor()};
+  if (distributed()) ctx.batch = &batch_reduce;
+
+  auto run_eval = [&](int64_t at_step, int64_t at_epoch) {
+    last_eval = evaluate();
+    write_metrics(eval_record(*last_eval, at_step, at_epoch));
+    log_.info(eval_line(*last_eval, at_step, at_epoch));
+  };
+  auto save = [&](int64_t at_step, int64_t at_epoch) {
+    const std::string dir = dist::save_checkpoint(
+        cfg_.run_dir, *store_, optimizer_.get(), training_state(at_step, at_epoch, loader.cursor()),
+        static_cast<int>(cfg_.checkpoint.keep), comm_);
+    last_saved = at_step;
+    log_.info("checkpoint " + dir);
+    return dir;
+  };
 
   while (step < total_steps) {
     std::optional<data::Batch> batch = loader.next();
     if (!batch) {  // end of an epoch
-      if (cfg_.train.eval_every == 0) {
-        last_eval = evaluate();
-        metrics.write(eval_record(*last_eval, step, epoch + 1));
-        print_eval(*last_eval, step, epoch + 1);
-      }
+      if (cfg_.train.eval_every == 0) run_eval(step, epoch + 1);
       ++epoch;
       continue;
     }
     const double lr = layers::learning_rate(schedule, cfg_.optim.lr, step);
     store_->zero_grad();
+    batch_reduce.offset = batch->global_offset;
+    batch_reduce.global_size = batch->global_size;
     const layers::ModelOutput out = model_->forward(batch->inputs, ctx);
     const layers::LossTerms terms =
-        layers::compute_losses(out, model_->prototypes(), batch->labels, cfg_.loss);
+        layers::compute_losses(out, model_->prototypes(), batch->labels, cfg_.loss, ctx.batch);
+    // The loss is global (the same on every rank), so every rank stops here together.
+    const double loss = terms.total.item();
+    if (!std::isfinite(loss))
+      throw DivergedError("training diverged: the loss is " + std::to_string(loss) + " at step " +
+                          std::to_string(step + 1) + "; nothing was updated with it");
+    if (reducer_) reducer_->prepare(true);
     terms.total.backward();
+    if (reducer_) reducer_->finish();
     const double grad_norm = layers::clip_grad_norm(*store_, cfg_.optim.grad_clip);
     optimizer_->step(lr);
     ++step;
 
     const layers::Accuracy acc = layers::count_correct(out.logits, batch->labels);
-    const double loss = terms.total.item();
     loss_history_.push_back(loss);
     window_loss += loss;
     window_correct += acc.top1;
     window_samples += acc.count;
     ++window_steps;
-    IM_CHECK(std::isfinite(loss), "training diverged: loss is ", loss, " at step ", step);
 
     if (step % cfg_.train.log_every == 0 || step == total_steps) {
+      if (distributed()) {  // accuracy over the global batches of the window
+        Tensor counts = Tensor::from_vector<int64_t>({window_correct, window_samples}, {2});
+        comm_->all_reduce(counts, dist::ReduceOp::Sum);
+        window_correct = counts.data<int64_t>()[0];
+        window_samples = counts.data<int64_t>()[1];
+      }
       const double elapsed = seconds_since(window_start);
       ProgressState p;
       p.step = step;
@@ -224,41 +381,34 @@ EvalResult Trainer::run() {
       p.accuracy = static_cast<double>(window_correct) / window_samples;
       p.lr = lr;
       p.samples_per_second = window_samples / std::max(elapsed, 1e-9);
-      p.eta_seconds = seconds_since(start) / step * (total_steps - step);
-      std::printf("%s\n", format_progress(p).c_str());
-      std::fflush(stdout);
+      p.eta_seconds = seconds_since(start_time) / (step - first_step) * (total_steps - step);
+      log_.info(format_progress(p));
+      log_.local("  this rank: " + std::to_string(acc.count) + " samples in its last batch");
       MetricsRecord r("train");
       r.add("step", step).add("epoch", epoch + 1).add("loss", p.loss).add("ce", terms.ce);
       r.add("nce", terms.nce).add("red", terms.red).add("hash", terms.hash);
       r.add("acc", p.accuracy).add("lr", lr).add("grad_norm", grad_norm);
       r.add("samples_per_s", p.samples_per_second);
-      metrics.write(r);
+      write_metrics(r);
       window_start = Clock::now();
       window_loss = 0;
       window_correct = window_samples = window_steps = 0;
     }
-    if (cfg_.train.eval_every > 0 && step % cfg_.train.eval_every == 0 && step < total_steps) {
-      last_eval = evaluate();
-      metrics.write(eval_record(*last_eval, step, epoch + 1));
-      print_eval(*last_eval, step, epoch + 1);
-    }
+    if (cfg_.train.eval_every > 0 && step % cfg_.train.eval_every == 0 && step < total_steps)
+      run_eval(step, epoch + 1);
+    if (cfg_.checkpoint.every > 0 && step % cfg_.checkpoint.every == 0 && step < total_steps)
+      save(step, epoch);
   }
   // The final evaluation. (An epoch's end is noticed when its loader runs dry at the
   // next step, so the last epoch's evaluation is this one.)
-  last_eval = evaluate();
-  metrics.write(eval_record(*last_eval, step, epoch + 1));
-  print_eval(*last_eval, step, epoch + 1);
-
-  dist::TrainingState state;
-  state.step = step;
-  state.epoch = epoch;
-  state.cursor = loader.cursor();
-  state.rng = {{"init", init_gen_.state()}, {"train", train_gen_.state()}};
-  state.config_toml = resolved_config_toml(cfg_);
-  const std::string ckpt = dist::save_checkpoint(cfg_.run_dir, *store_, optimizer_.get(), state);
-  std::printf("done in %s | test accuracy %.2f%% (top-5 %.2f%%) | checkpoint %s\n",
-              format_duration(seconds_since(start)).c_str(), 100 * last_eval->top1,
-              100 * last_eval->top5, ckpt.c_str());
+  run_eval(step, epoch + 1);
+  const std::string ckpt =
+      last_saved == step ? resume_ ? resume_->dir : std::string() : save(step, epoch);
+  char buf[512];
+  std::snprintf(buf, sizeof buf, "done in %s | test accuracy %.2f%% (top-5 %.2f%%) | checkpoint %s",
+                format_duration(seconds_since(start_time)).c_str(), 100 * last_eval->top1,
+                100 * last_eval->top5, ckpt.c_str());
+  log_.info(buf);
   return *last_eval;
 }
 

@@ -1,5 +1,8 @@
-// The single-process training loop: data, model, optimiser, schedule, evaluation,
-// progress, metrics and the final checkpoint (docs/DESIGN.md, launch/).
+// The training loop, on one process or data-parallel over the ranks of a Communicator:
+// data, model, optimiser, schedule, evaluation, progress, metrics, checkpoints and resume
+// (docs/DESIGN.md, launch/). The same code runs for any number of ranks; with N ranks each
+// holds a slice of every global batch, the losses' batch statistics and the gradients are
+// reduced over the ranks, and the run computes what one process would (up to summation order).
 #pragma once
 
 #include <memory>
@@ -10,6 +13,10 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "data/dataset.h"
+#include "dist/checkpoint.h"
+#include "dist/communicator.h"
+#include "dist/rank_log.h"
+#include "dist/reducer.h"
 #include "launch/metrics.h"
 #include "launch/train_config.h"
 #include "layers/infomamba.h"
@@ -26,6 +33,13 @@ class SetupError : public Error {
   explicit SetupError(const std::string& what) : Error(what) {}
 };
 
+// The loss stopped being finite. Every rank sees the same (global) loss, so every rank
+// throws this at the same step: no rank needs to abort the others.
+class DivergedError : public Error {
+ public:
+  explicit DivergedError(const std::string& what) : Error(what) {}
+};
+
 struct EvalResult {
   double top1 = 0, top5 = 0;
   double loss = 0, ce = 0, nce = 0, red = 0, hash = 0;  // means over batches
@@ -40,30 +54,47 @@ uint64_t stream_seed(uint64_t run_seed, uint64_t stream);
 
 class Trainer {
  public:
-  // Opens the data and builds the model; throws SetupError for bad input.
-  explicit Trainer(RunConfig cfg);
-  // Trains to the end, evaluating as configured; writes metrics and a final checkpoint.
-  // Returns the final evaluation.
+  // Opens the data, builds the model and, when `resume` is "auto" or a checkpoint path,
+  // reads and verifies the checkpoint to resume from. Local work only (no collectives), so a
+  // failing rank can tell the others before any collective starts; throws SetupError for
+  // bad input. `comm` (may be null: one process) must outlive the trainer.
+  Trainer(RunConfig cfg, dist::Communicator* comm = nullptr, const std::string& resume = "");
+  ~Trainer();
+  // Trains to the end, evaluating as configured; writes metrics and checkpoints (every
+  // checkpoint.every steps and at the end). Returns the final evaluation. Collective.
   EvalResult run();
   EvalResult evaluate();
   layers::InfoMamba& model() { return *model_; }
-  // Total loss of every training step so far, in order.
+  // Global total loss of every training step this process ran, in order.
   const std::vector<double>& loss_history() const { return loss_history_; }
   layers::ParameterStore& store() { return *store_; }
+  // The step training continues from (0, or the resumed checkpoint's step).
+  int64_t start_step() const { return resume_ ? resume_->state.step : 0; }
 
  private:
+  bool distributed() const { return comm_ && comm_->size() > 1; }
+  void synchronise_initial_parameters();
+  dist::TrainingState training_state(int64_t step, int64_t epoch,
+                                     const data::SamplerCursor& cursor) const;
+
   RunConfig cfg_;
+  dist::Communicator* comm_ = nullptr;
+  std::unique_ptr<dist::Communicator> stats_comm_;  // the losses' batch statistics
+  dist::RankLog log_;
   std::optional<data::Dataset> train_set_, test_set_;
   Generator init_gen_, train_gen_;
   std::unique_ptr<layers::InfoMamba> model_;
   std::unique_ptr<layers::ParameterStore> store_;
   std::unique_ptr<layers::AdamW> optimizer_;
+  std::unique_ptr<dist::GradientReducer> reducer_;
+  std::optional<dist::CheckpointContents> resume_;
   std::vector<double> loss_history_;
 };
 
-// Evaluates `model` on `dataset` in batches (eval mode, no gradients).
+// Evaluates `model` on `dataset` in batches (eval mode, no gradients). With `comm` (more
+// than one rank) each rank evaluates its slice of every batch and the results are global.
 EvalResult evaluate_model(layers::InfoMamba& model, const data::Dataset& dataset,
                           const data::DataConfig& data_cfg, const layers::LossConfig& loss_cfg,
-                          int64_t batch_size);
+                          int64_t batch_size, dist::Communicator* comm = nullptr);
 
 }  // namespace im::launch
