@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 
 #include "core/autograd.h"
@@ -23,6 +24,18 @@ enum Stream : uint64_t { kInitStream = 1, kTrainStream = 2, kDataStream = 3 };
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// Fault injection for the failure-handling tests (docs/CHECKPOINT.md):
+// INFOMAMBA_FAULT_THROW_AT_STEP="RANK:STEP" makes that rank throw after finishing that step,
+// as a rank that hits a bug or a hardware error alone would.
+void maybe_inject_failure(int rank, int64_t step) {
+  static const char* spec = std::getenv("INFOMAMBA_FAULT_THROW_AT_STEP");
+  if (!spec) return;
+  long long r = -1, s = -1;
+  if (std::sscanf(spec, "%lld:%lld", &r, &s) == 2 && r == rank && s == step)
+    throw Error("injected failure at step " + std::to_string(step) +
+                " (INFOMAMBA_FAULT_THROW_AT_STEP)");
 }
 
 // Failures while opening data or building the model come from what the user gave us.
@@ -356,6 +369,7 @@ EvalResult Trainer::run() {
     const double grad_norm = layers::clip_grad_norm(*store_, cfg_.optim.grad_clip);
     optimizer_->step(lr);
     ++step;
+    maybe_inject_failure(rank, step);
 
     const layers::Accuracy acc = layers::count_correct(out.logits, batch->labels);
     loss_history_.push_back(loss);
