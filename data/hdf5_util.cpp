@@ -104,6 +104,16 @@ bool write_string_attr(hid_t obj, const char* name, const std::string& value) {
   return space.valid() && write_attr(obj, name, type.get(), space.get(), type.get(), value.c_str());
 }
 
+bool write_utf8_string_attr(hid_t obj, const char* name, const std::string& value) {
+  Handle type = type_handle(H5Tcopy(H5T_C_S1));
+  if (!type.valid() || H5Tset_size(type.get(), H5T_VARIABLE) < 0 ||
+      H5Tset_cset(type.get(), H5T_CSET_UTF8) < 0)
+    return false;
+  Handle space = space_handle(H5Screate(H5S_SCALAR));
+  const char* data = value.c_str();
+  return space.valid() && write_attr(obj, name, type.get(), space.get(), type.get(), &data);
+}
+
 bool write_int_array_attr(hid_t obj, const char* name, const std::vector<int64_t>& values) {
   const hsize_t n = values.size();
   Handle space = space_handle(H5Screate_simple(1, &n, nullptr));

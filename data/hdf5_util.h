@@ -65,6 +65,9 @@ std::string type_name(hid_t type);
 // an HDF5 failure.
 bool write_int_attr(hid_t obj, const char* name, int64_t value);
 bool write_string_attr(hid_t obj, const char* name, const std::string& value);
+// Variable-length UTF-8: h5py reads it as a Python str (a fixed-length string comes back as
+// bytes), and non-ASCII text is labelled as what it is.
+bool write_utf8_string_attr(hid_t obj, const char* name, const std::string& value);
 bool write_int_array_attr(hid_t obj, const char* name, const std::vector<int64_t>& values);
 
 // Attribute readers. Each returns nothing and sets `problem` to a short phrase

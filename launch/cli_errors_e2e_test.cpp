@@ -1,7 +1,6 @@
 // The program's failure paths, through the real binary: bad config or bad data is one
 // clear line on stderr naming what and where, exit code 2, and nothing trained.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <array>
 #include <cstdio>
@@ -11,31 +10,14 @@
 #include "data/manifest.h"
 #include "data/shard_writer.h"
 #include "data/test_util.h"
+#include "launch/cli_test_support.h"
 
 namespace fs = std::filesystem;
 namespace dt = im::data::testing;
+using im::launch::testing::Outcome;
+using im::launch::testing::run_cli;
 
 namespace {
-
-struct Outcome {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-Outcome run_cli(const std::string& args, const std::string& dir) {
-  const std::string out_path = dir + "/stdout.txt", err_path = dir + "/stderr.txt";
-  const std::string cmd = std::string(IM_BINARY) + " " + args + " >" + out_path + " 2>" + err_path;
-  const int status = std::system(cmd.c_str());
-  Outcome o;
-  o.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  auto slurp = [](const std::string& p) {
-    std::ifstream in(p);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
-  o.out = slurp(out_path);
-  o.err = slurp(err_path);
-  return o;
-}
 
 class CliErrors : public ::testing::Test {
  protected:
@@ -58,12 +40,9 @@ class CliErrors : public ::testing::Test {
   std::string shard(int i) const {
     return (fs::path(data_dir()) / im::data::shard_file_name("train", i, 2)).string();
   }
-  // Expects exit 2 and exactly one stderr line containing every piece.
+  // Expects exit 2, exactly one stderr line containing every piece, and nothing trained.
   void expect_clean_failure(const Outcome& o, const std::vector<std::string>& pieces) {
-    EXPECT_EQ(o.exit_code, 2) << o.err;
-    ASSERT_FALSE(o.err.empty());
-    EXPECT_EQ(o.err.find('\n'), o.err.size() - 1) << "more than one line:\n" << o.err;
-    for (const std::string& p : pieces) EXPECT_NE(o.err.find(p), std::string::npos) << o.err;
+    im::launch::testing::expect_one_error_line(o, pieces);
     EXPECT_FALSE(fs::exists(tmp_ / "run/checkpoints")) << "a failed start must not train";
   }
   Outcome train() { return run_cli("train --config " + config(), tmp_.path()); }

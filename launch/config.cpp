@@ -185,7 +185,8 @@ void collect_entries(const toml::table& table, const std::string& prefix, std::v
   }
 }
 
-std::vector<Setting> read_file_settings(const std::string& path) {
+// The text of config file `path`; a missing, unreadable or directory path is a ConfigError.
+std::string read_config_file(const std::string& path) {
   namespace fs = std::filesystem;
   std::error_code ec;
   const fs::file_status status = fs::status(path, ec);
@@ -195,10 +196,14 @@ std::vector<Setting> read_file_settings(const std::string& path) {
   std::ostringstream text;
   text << in.rdbuf();
   if (!in) throw ConfigError("config file '" + path + "' cannot be read");
+  return text.str();
+}
 
+// The settings of TOML `text`, in file order; errors name `source` (a file name) and the line.
+std::vector<Setting> read_text_settings(const std::string& text, const std::string& source) {
   toml::table doc;
-  if (std::optional<Syntax> err = parse_toml(text.str(), path, doc)) {
-    throw ConfigError(path + ":" + std::to_string(err->line) + ":" + std::to_string(err->column) +
+  if (std::optional<Syntax> err = parse_toml(text, source, doc)) {
+    throw ConfigError(source + ":" + std::to_string(err->line) + ":" + std::to_string(err->column) +
                       ": TOML syntax error: " + one_line(err->description));
   }
 
@@ -211,7 +216,7 @@ std::vector<Setting> read_file_settings(const std::string& path) {
 
   std::vector<Setting> settings;
   for (const Entry& e : entries) {
-    const Origin origin{path, e.line, std::nullopt};
+    const Origin origin{source, e.line, std::nullopt};
     if (const ConfigKey* key = find_config_key(e.path)) {
       settings.push_back(make_setting(*key, *e.node, origin, /*name_key=*/true));
     } else if (is_config_table(e.path)) {
@@ -253,12 +258,17 @@ Setting read_override(const std::string& text) {
 }  // namespace
 
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
-  std::vector<Setting> settings = read_file_settings(path);
+  return load_run_config_text(read_config_file(path), path, overrides);
+}
+
+RunConfig load_run_config_text(const std::string& toml_text, const std::string& origin,
+                               const std::vector<std::string>& overrides) {
+  std::vector<Setting> settings = read_text_settings(toml_text, origin);
   for (const std::string& text : overrides) settings.push_back(read_override(text));
 
   RunConfig cfg;
   for (const ConfigKey& key : config_schema()) key.set(cfg, key.default_value);
-  cfg.source_file = path;
+  cfg.source_file = origin;
   cfg.overrides = overrides;
 
   // Who set each key, in order of application; rule violations blame the latest of their keys.
@@ -290,7 +300,7 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
       auto it = set_by.find(key);
       if (it != set_by.end() && (!blamed || it->second.first > blamed->first)) blamed = &it->second;
     }
-    fail(blamed ? blamed->second : Origin{path, 0, std::nullopt}, v->message);
+    fail(blamed ? blamed->second : Origin{origin, 0, std::nullopt}, v->message);
   }
   return cfg;
 }

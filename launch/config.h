@@ -24,6 +24,12 @@ class ConfigError : public Error {
 // "runs/<run.name>". Throws ConfigError on the first problem.
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides);
 
+// load_run_config for TOML text that is not in a file of its own (the resolved config stored in
+// a checkpoint, dist::checkpoint_config_toml). `origin` stands for the file: errors name it and
+// its lines, and it becomes cfg.source_file.
+RunConfig load_run_config_text(const std::string& toml_text, const std::string& origin,
+                               const std::vector<std::string>& overrides);
+
 // Every schema key with its value in `cfg`, as TOML, tables in schema order, headed by a comment
 // naming the source file and the overrides. Loading it gives back the same settings.
 std::string resolved_config_toml(const RunConfig& cfg);

@@ -467,5 +467,43 @@ TEST_F(ConfigResolved, WriteReplacesAnOlderFile) {
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/config.toml.tmp"));
 }
 
+using ConfigText = ConfigDirTest;
+
+// What a checkpoint's stored config is loaded as (launch/export_command.cpp).
+const char* const kOrigin = "run/checkpoints/step_00000003/manifest.pb:config_toml";
+
+TEST_F(ConfigText, LoadsLikeTheSameFile) {
+  const RunConfig from_file = load_run_config(write("full.toml", kFull), {"optim.lr=3e-4"});
+  const RunConfig from_text = load_run_config_text(kFull, kOrigin, {"optim.lr=3e-4"});
+  expect_same_settings(from_file, from_text);
+  EXPECT_EQ(from_text.source_file, kOrigin);
+  EXPECT_EQ(from_text.overrides, std::vector<std::string>{"optim.lr=3e-4"});
+  EXPECT_EQ(from_text.optim.lr, 3e-4);
+}
+
+TEST_F(ConfigText, RoundTripsAResolvedConfig) {
+  const RunConfig original = load_run_config(write("full.toml", kFull), {"train.epochs=7"});
+  expect_same_settings(original, load_run_config_text(resolved_config_toml(original), kOrigin, {}));
+}
+
+TEST_F(ConfigText, ErrorsNameTheOriginAndLine) {
+  auto error_of_text = [](const std::string& text) {
+    try {
+      load_run_config_text(text, kOrigin, {});
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  const std::string origin = kOrigin;
+  EXPECT_EQ(error_of_text("[train]\nepochs = 2\nbatch_sise = 3\n"),
+            origin + ":3: unknown key 'train.batch_sise' (did you mean 'train.batch_size'?)");
+  EXPECT_EQ(error_of_text("[train]\nepochs = 2\nbatch_size = = 3\n")
+                .rfind(origin + ":3:14: TOML syntax error: ", 0),
+            0u);
+  EXPECT_EQ(error_of_text("[model]\nk_min = 9\nk_max = 3\n"),
+            origin + ":3: model.k_min = 9 is greater than model.k_max = 3");
+}
+
 }  // namespace
 }  // namespace im::launch

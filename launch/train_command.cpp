@@ -15,6 +15,7 @@
 #include "dist/checkpoint.h"
 #include "dist/mpi_communicator.h"
 #include "dist/world.h"
+#include "launch/command_guard.h"
 #include "launch/commands.h"
 #include "launch/config.h"
 #include "launch/trainer.h"
@@ -63,24 +64,6 @@ CommandArgs parse_args(int argc, char** argv, bool wants_checkpoint, bool wants_
   if (wants_checkpoint && a.checkpoint.empty()) throw SetupError("--checkpoint PATH is required");
 
   return a;
-}
-
-// Runs `body`, turning errors into one line on stderr and an exit code: 2 for bad
-// input found before work starts, 1 for failures during the run.
-template <typename F>
-int guarded(const char* command, F&& body) {
-  try {
-    return body();
-  } catch (const SetupError& e) {
-    std::fprintf(stderr, "infomamba_dist %s: error: %s\n", command, e.what());
-    return 2;
-  } catch (const ConfigError& e) {
-    std::fprintf(stderr, "infomamba_dist %s: error: %s\n", command, e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "infomamba_dist %s: error: %s\n", command, e.what());
-    return 1;
-  }
 }
 
 }  // namespace
