@@ -27,6 +27,7 @@ const char* const kFull = R"(# a config that sets everything
 name = "full"
 dir = "/scratch/full-run"
 seed = 1234
+rank_logs = true
 
 [data]
 dir = "data/cifar10"
@@ -102,6 +103,13 @@ eval_every = 200
 log_every = 10
 precision = "bf16"
 device = "cuda"
+
+[checkpoint]
+every = 250
+keep = 5
+
+[dist]
+bucket_mb = 50
 )";
 
 using ConfigFile = ConfigDirTest;
@@ -175,6 +183,10 @@ TEST_F(ConfigFile, LoadsEveryKey) {
   EXPECT_EQ(c.train.log_every, 10);
   EXPECT_EQ(c.train.precision, "bf16");
   EXPECT_EQ(c.train.device, "cuda");
+  EXPECT_TRUE(c.rank_logs);
+  EXPECT_EQ(c.checkpoint.every, 250);
+  EXPECT_EQ(c.checkpoint.keep, 5);
+  EXPECT_EQ(c.dist.bucket_mb, 50);
 }
 
 TEST_F(ConfigFile, EveryKeyDiffersFromItsDefault) {
