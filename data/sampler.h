@@ -37,7 +37,7 @@ struct SamplerOptions {
 // A batch of sample indices and where it sits in the stream.
 struct IndexBatch {
   int64_t epoch = 0;
-  int64_t index_in_epoch = 0;  // batch number within the epoch
+  int64_t index_in_epoch = 0;    // batch number within the epoch
   std::vector<int64_t> indices;  // this rank's slice of the global batch
   int64_t global_offset = 0;     // position of indices[0] in the global batch
   int64_t global_size = 0;       // samples in the global batch

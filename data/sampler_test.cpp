@@ -123,7 +123,6 @@ TEST(SamplerTest, CursorThatDoesNotFitIsRefused) {
   EXPECT_EQ(s.cursor(), (SamplerCursor{3, 0}));
 }
 
-
 // Ranks of any world size take disjoint slices whose union, in rank order, is exactly the
 // one-process batch, and they agree on the number of batches.
 TEST(SamplerTest, RankSlicesPartitionTheGlobalBatches) {

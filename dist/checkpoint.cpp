@@ -4,8 +4,8 @@
 
 #include <algorithm>
 #include <csignal>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -51,8 +51,8 @@ void write_slice(hid_t file, const char* name, const Tensor& flat, int64_t begin
   h5::Handle space = h5::space_handle(H5Screate_simple(1, &n, nullptr));
   h5::Handle ds = h5::dataset_handle(H5Dcreate2(file, name, h5_type(flat.dtype()), space.get(),
                                                 H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
-  IM_CHECK(ds.valid() && H5Dwrite(ds.get(), h5_type(flat.dtype()), H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                                  data) >= 0,
+  IM_CHECK(ds.valid() &&
+               H5Dwrite(ds.get(), h5_type(flat.dtype()), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0,
            "checkpoint: cannot write dataset '", name, "' to ", path);
 }
 
@@ -128,7 +128,6 @@ void maybe_inject_kill(int rank, int64_t step) {
   }
 }
 
-
 }  // namespace
 
 std::pair<int64_t, int64_t> shard_range(int64_t numel, int rank, int world) {
@@ -180,14 +179,13 @@ std::string save_checkpoint(const std::string& run_dir, layers::ParameterStore& 
   int64_t file_crc = 0, file_size = 0;
   try {
     {
-      h5::Handle file = h5::file_handle(
-          H5Fcreate(rank_path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
+      h5::Handle file =
+          h5::file_handle(H5Fcreate(rank_path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
       IM_CHECK(file.valid(), "checkpoint: cannot create ", rank_path);
       write_slice(file.get(), kGroups[0], params, begin, end - begin, rank_path);
       if (optimizer) {
         write_slice(file.get(), kGroups[1], optimizer->exp_avg(), begin, end - begin, rank_path);
-        write_slice(file.get(), kGroups[2], optimizer->exp_avg_sq(), begin, end - begin,
-                    rank_path);
+        write_slice(file.get(), kGroups[2], optimizer->exp_avg_sq(), begin, end - begin, rank_path);
       }
       IM_CHECK(file.close(), "checkpoint: cannot close ", rank_path);
     }
@@ -274,8 +272,9 @@ std::string resolve_checkpoint(const std::string& path) {
     if (!fs::exists(dir / "latest")) continue;
     std::string name = read_file((dir / "latest").string());
     while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
-    IM_CHECK(!name.empty() && fs::exists(dir / name / "manifest.pb"), "checkpoint: ",
-             (dir / "latest").string(), " names '", name, "', which is not a complete checkpoint");
+    IM_CHECK(!name.empty() && fs::exists(dir / name / "manifest.pb"),
+             "checkpoint: ", (dir / "latest").string(), " names '", name,
+             "', which is not a complete checkpoint");
     return (dir / name).string();
   }
   throw Error("'" + path + "' is not a checkpoint: no manifest.pb and no checkpoints/latest");
@@ -288,9 +287,8 @@ proto::CheckpointManifest read_manifest(const std::string& dir) {
   proto::CheckpointManifest m;
   IM_CHECK(m.ParseFromString(read_file(manifest_path)), "checkpoint ", manifest_path,
            ": the manifest is corrupt (not a valid protobuf)");
-  IM_CHECK(m.format_version() == kFormatVersion, "checkpoint ", manifest_path,
-           ": format version ", m.format_version(), " is not supported (expected ",
-           kFormatVersion, ")");
+  IM_CHECK(m.format_version() == kFormatVersion, "checkpoint ", manifest_path, ": format version ",
+           m.format_version(), " is not supported (expected ", kFormatVersion, ")");
   return m;
 }
 }  // namespace
@@ -352,8 +350,8 @@ CheckpointContents read_checkpoint(const std::string& dir, bool with_optimizer_s
   for (const proto::TensorEntry& t : m.tensors()) {
     const auto off = static_cast<int64_t>(t.flat_offset());
     const auto numel = static_cast<int64_t>(t.numel());
-    IM_CHECK(off >= 0 && numel >= 0 && off + numel <= n, "checkpoint ", dir, ": tensor '",
-             t.name(), "' lies outside the flat space");
+    IM_CHECK(off >= 0 && numel >= 0 && off + numel <= n, "checkpoint ", dir, ": tensor '", t.name(),
+             "' lies outside the flat space");
     IM_CHECK(tensor_crc(c.params, off, numel) == t.crc32c(), "checkpoint ", dir, ": tensor '",
              t.name(), "' fails its checksum");
     c.tensors.push_back({t.name(), Shape(t.shape().begin(), t.shape().end()), off, numel});
@@ -361,7 +359,8 @@ CheckpointContents read_checkpoint(const std::string& dir, bool with_optimizer_s
   c.state.step = static_cast<int64_t>(m.step());
   c.state.epoch = static_cast<int64_t>(m.epoch());
   c.state.cursor = {m.sampler_epoch(), m.sampler_position()};
-  for (const proto::RngStream& r : m.rng()) c.state.rng.push_back({r.name(), {r.seed(), r.offset()}});
+  for (const proto::RngStream& r : m.rng())
+    c.state.rng.push_back({r.name(), {r.seed(), r.offset()}});
   c.state.config_toml = m.config_toml();
   c.state.world_size = static_cast<int>(m.world_size());
   return c;
@@ -371,16 +370,15 @@ TrainingState load_checkpoint(const CheckpointContents& c, layers::ParameterStor
                               layers::AdamW* optimizer) {
   const std::string& dir = c.dir;
   const Tensor& params = store.flat_params();
-  IM_CHECK(c.params.dtype() == params.dtype() && c.params.numel() == params.numel(),
-           "checkpoint ", dir, " holds ", c.params.numel(), " ", dtype_name(c.params.dtype()),
+  IM_CHECK(c.params.dtype() == params.dtype() && c.params.numel() == params.numel(), "checkpoint ",
+           dir, " holds ", c.params.numel(), " ", dtype_name(c.params.dtype()),
            " parameters but the model has ", params.numel(), " ", dtype_name(params.dtype()),
            " (a different model config?)");
   IM_CHECK(!optimizer || c.has_optimizer_state, "checkpoint ", dir,
            " has no optimiser state to resume from");
-  IM_CHECK(!optimizer || c.exp_avg.defined(), "checkpoint ", dir,
-           ": optimiser state was not read");
-  IM_CHECK(c.tensors.size() == store.slots().size(), "checkpoint ", dir, " has ",
-           c.tensors.size(), " tensors but the model has ", store.slots().size());
+  IM_CHECK(!optimizer || c.exp_avg.defined(), "checkpoint ", dir, ": optimiser state was not read");
+  IM_CHECK(c.tensors.size() == store.slots().size(), "checkpoint ", dir, " has ", c.tensors.size(),
+           " tensors but the model has ", store.slots().size());
   for (size_t i = 0; i < store.slots().size(); ++i) {
     const layers::ParamSlot& s = store.slots()[i];
     const CheckpointContents::Entry& t = c.tensors[i];

@@ -109,13 +109,14 @@ TEST_F(CheckpointTest, ADifferentModelIsRejected) {
   im::Generator g(3);
   TwoLayer wider(6, g);
   ParameterStore wider_store(wider, DType::Float32);
-  EXPECT_NE(error_of([&] { im::dist::load_checkpoint(dir, wider_store, nullptr); })
-                .find("a different model config"),
+  EXPECT_NE(error_of([&] {
+              im::dist::load_checkpoint(dir, wider_store, nullptr);
+            }).find("a different model config"),
             std::string::npos);
   // Saved without optimiser state: loading for a resume says so.
-  EXPECT_NE(error_of([&] { im::dist::load_checkpoint(dir, store_, &opt_); })
-                .find("no optimiser state"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([&] { im::dist::load_checkpoint(dir, store_, &opt_); }).find("no optimiser state"),
+      std::string::npos);
 }
 
 TEST_F(CheckpointTest, LatestMovesAndOldOnesArePruned) {
@@ -129,8 +130,9 @@ TEST_F(CheckpointTest, LatestMovesAndOldOnesArePruned) {
   std::sort(names.begin(), names.end());
   EXPECT_EQ(names, (std::vector<std::string>{"latest", "step_00000003", "step_00000004"}));
   EXPECT_EQ(fs::path(im::dist::resolve_checkpoint(run_dir())).filename(), "step_00000004");
-  EXPECT_NE(error_of([&] { im::dist::resolve_checkpoint(tmp_ / "nowhere"); }).find("does not exist"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([&] { im::dist::resolve_checkpoint(tmp_ / "nowhere"); }).find("does not exist"),
+      std::string::npos);
 }
 
 // --resume auto: a corrupt newest checkpoint is reported by name and skipped; a left-over
@@ -159,9 +161,8 @@ TEST_F(CheckpointTest, NewestValidCheckpointSkipsCorruptOnesWithAWarning) {
   im::dist::save_checkpoint(run_dir(), store_, &opt_, state_);
   EXPECT_FALSE(fs::exists(run_dir() + "/checkpoints/step_00000030.tmp"));
   // Nothing to resume from in an empty run directory.
-  EXPECT_FALSE(im::dist::newest_valid_checkpoint(tmp_ / "empty", true,
-                                                 [](const std::string&) {})
-                   .has_value());
+  EXPECT_FALSE(im::dist::newest_valid_checkpoint(tmp_ / "empty", true, [](const std::string&) {
+               }).has_value());
 }
 
 TEST(CheckpointShards, RangesTileTheFlatSpace) {

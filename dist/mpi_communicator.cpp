@@ -9,9 +9,12 @@ namespace {
 
 MPI_Datatype mpi_type(const Tensor& t, const char* what) {
   switch (t.dtype()) {
-    case DType::Float32: return MPI_FLOAT;
-    case DType::Float64: return MPI_DOUBLE;
-    case DType::Int64: return MPI_INT64_T;
+    case DType::Float32:
+      return MPI_FLOAT;
+    case DType::Float64:
+      return MPI_DOUBLE;
+    case DType::Int64:
+      return MPI_INT64_T;
     default:
       throw Error(std::string(what) + ": MPI collectives take float32, float64 or int64, got " +
                   t.describe());
@@ -21,9 +24,12 @@ MPI_Datatype mpi_type(const Tensor& t, const char* what) {
 MPI_Op mpi_op(ReduceOp op) {
   switch (op) {
     case ReduceOp::Sum:
-    case ReduceOp::Avg: return MPI_SUM;
-    case ReduceOp::Max: return MPI_MAX;
-    case ReduceOp::Min: return MPI_MIN;
+    case ReduceOp::Avg:
+      return MPI_SUM;
+    case ReduceOp::Max:
+      return MPI_MAX;
+    case ReduceOp::Min:
+      return MPI_MIN;
   }
   return MPI_SUM;
 }
@@ -37,8 +43,8 @@ void check(int code, const char* what) {
 }
 
 void require_cpu_contiguous(const Tensor& t, const char* what) {
-  IM_CHECK(t.device().is_cpu() && t.is_contiguous(), what,
-           ": needs a contiguous CPU tensor, got ", t.describe());
+  IM_CHECK(t.device().is_cpu() && t.is_contiguous(), what, ": needs a contiguous CPU tensor, got ",
+           t.describe());
 }
 
 // Avg is a sum divided by the world size, applied where the sum lands.

@@ -57,6 +57,8 @@ void RankLog::warn(const std::string& line) {
   to_file("warning: " + line);
 }
 
-void RankLog::local(const std::string& line) { to_file(line); }
+void RankLog::local(const std::string& line) {
+  to_file(line);
+}
 
 }  // namespace im::dist

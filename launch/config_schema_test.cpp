@@ -56,9 +56,8 @@ TEST(ConfigSchema, SetThenGetGivesTheValueBack) {
 
 TEST(ConfigSchema, KeysAreUniqueTypedAndInKnownTables) {
   std::set<std::string> seen;
-  const std::vector<std::string> tables = {"run",  "data",  "model", "model.filter",
-                                           "model.imf", "loss",  "optim", "train",
-                                           "checkpoint", "dist"};
+  const std::vector<std::string> tables = {"run",  "data",  "model", "model.filter", "model.imf",
+                                           "loss", "optim", "train", "checkpoint",   "dist"};
   EXPECT_EQ(config_tables(), tables);
   for (const ConfigKey& key : config_schema()) {
     EXPECT_TRUE(seen.insert(key.path).second) << "duplicate " << key.path;

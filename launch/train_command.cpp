@@ -99,7 +99,8 @@ int run_train(int argc, char** argv) {
   comm->all_reduce(first, dist::ReduceOp::Min);
   if (worst.data<int64_t>()[0] != 0) {
     if (rank == first.data<int64_t>()[0]) {
-      const std::string who = world.size() > 1 && rank > 0 ? "rank " + std::to_string(rank) + ": " : "";
+      const std::string who =
+          world.size() > 1 && rank > 0 ? "rank " + std::to_string(rank) + ": " : "";
       std::fprintf(stderr, "infomamba_dist train: error: %s%s\n", who.c_str(), error.c_str());
       std::fflush(stderr);
     }
@@ -131,10 +132,11 @@ int run_eval(int argc, char** argv) {
       throw SetupError(e.what());
     }
     const EvalResult r = trainer.evaluate();
-    std::printf("eval %s: test top-1 %.2f%% | top-5 %.2f%% | loss %.4f (ce %.4f, nce %.4f, red "
-                "%.4f, hash %.4f) | %lld samples\n",
-                dir.c_str(), 100 * r.top1, 100 * r.top5, r.loss, r.ce, r.nce, r.red, r.hash,
-                static_cast<long long>(r.samples));
+    std::printf(
+        "eval %s: test top-1 %.2f%% | top-5 %.2f%% | loss %.4f (ce %.4f, nce %.4f, red "
+        "%.4f, hash %.4f) | %lld samples\n",
+        dir.c_str(), 100 * r.top1, 100 * r.top5, r.loss, r.ce, r.nce, r.red, r.hash,
+        static_cast<long long>(r.samples));
     return 0;
   });
 }

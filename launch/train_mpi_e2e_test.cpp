@@ -64,8 +64,8 @@ class TrainMpi : public ::testing::Test {
     static int counter = 0;
     const std::string base = root_ + "/out" + std::to_string(counter++);
     const auto start = Clock::now();
-    const int status = std::system(
-        (command(ranks, args, env) + " >" + base + ".out 2>" + base + ".err").c_str());
+    const int status =
+        std::system((command(ranks, args, env) + " >" + base + ".out 2>" + base + ".err").c_str());
     Outcome o;
     o.seconds = std::chrono::duration<double>(Clock::now() - start).count();
     o.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -119,8 +119,8 @@ class TrainMpi : public ::testing::Test {
   }
 
   static void expect_close_losses(const std::map<int64_t, double>& want,
-                                  const std::map<int64_t, double>& got, int64_t from,
-                                  int64_t to, const std::string& what) {
+                                  const std::map<int64_t, double>& got, int64_t from, int64_t to,
+                                  const std::string& what) {
     for (int64_t s = from; s <= to; ++s) {
       ASSERT_TRUE(want.count(s) && got.count(s)) << what << ": no loss for step " << s;
       EXPECT_NEAR(got.at(s), want.at(s), 1e-5 * std::abs(want.at(s))) << what << " step " << s;
@@ -236,8 +236,8 @@ TEST_F(TrainMpi, ARankThatThrowsEndsEveryRank) {
 
 TEST_F(TrainMpi, AKilledRankEndsEveryRankWithin60Seconds) {
   const std::string name = "killed";
-  const std::string cmd = command(3, train_args(name, 2000, "--set run.rank_logs=true")) +
-                          " >" + root_ + "/killed.out 2>" + root_ + "/killed.err";
+  const std::string cmd = command(3, train_args(name, 2000, "--set run.rank_logs=true")) + " >" +
+                          root_ + "/killed.out 2>" + root_ + "/killed.err";
   const pid_t launcher = fork();
   ASSERT_GE(launcher, 0);
   if (launcher == 0) {
@@ -251,8 +251,10 @@ TEST_F(TrainMpi, AKilledRankEndsEveryRankWithin60Seconds) {
   for (int i = 0; i < 600 && !victim; ++i) {
     std::smatch m;
     const std::string text = slurp(log);
-    if (losses(name).size() >= 2 && std::regex_search(text, m, pid_re)) victim = std::stoi(m[1]);
-    else std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (losses(name).size() >= 2 && std::regex_search(text, m, pid_re))
+      victim = std::stoi(m[1]);
+    else
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   ASSERT_GT(victim, 0) << "training never started: " << slurp(root_ + "/killed.err");
   ASSERT_EQ(kill(victim, SIGKILL), 0);

@@ -64,8 +64,8 @@ void fit_model_to_dataset(layers::ModelConfig& model, const data::Dataset& datas
   model.modality = dataset.modality();
   const Shape& s = dataset.sample_shape();
   if (dataset.is_image()) {
-    IM_CHECK(s.size() == 3 && s[1] == s[2], "dataset '", dataset.name(),
-             "' has images of shape ", shape_str(s), "; only square C x H x W images are supported");
+    IM_CHECK(s.size() == 3 && s[1] == s[2], "dataset '", dataset.name(), "' has images of shape ",
+             shape_str(s), "; only square C x H x W images are supported");
     model.channels = s[0];
     model.image_size = s[1];
     IM_CHECK(model.image_size % model.patch == 0, "model.patch = ", model.patch,
@@ -111,16 +111,17 @@ Trainer::Trainer(RunConfig cfg, dist::Communicator* comm, const std::string& res
     resume_ = dist::newest_valid_checkpoint(cfg_.run_dir, true,
                                             [&](const std::string& w) { log_.warn(w); });
     if (!resume_)
-      log_.info("resume auto: no checkpoint in " + cfg_.run_dir + "/checkpoints; starting from step 0");
+      log_.info("resume auto: no checkpoint in " + cfg_.run_dir +
+                "/checkpoints; starting from step 0");
   } else if (!resume.empty()) {
-    resume_ = as_setup_error([&] {
-      return dist::read_checkpoint(dist::resolve_checkpoint(resume), true);
-    });
+    resume_ = as_setup_error(
+        [&] { return dist::read_checkpoint(dist::resolve_checkpoint(resume), true); });
   }
-  if (resume_) as_setup_error([&] {
-    // Checks names, shapes and offsets against this model before anything is trained.
-    dist::load_checkpoint(*resume_, *store_, optimizer_.get());
-  });
+  if (resume_)
+    as_setup_error([&] {
+      // Checks names, shapes and offsets against this model before anything is trained.
+      dist::load_checkpoint(*resume_, *store_, optimizer_.get());
+    });
 }
 
 Trainer::~Trainer() = default;
@@ -166,8 +167,8 @@ EvalResult evaluate_model(layers::InfoMamba& model, const data::Dataset& dataset
     reduce.offset = batch->global_offset;
     reduce.global_size = batch->global_size;
     const layers::ModelOutput out = model.forward(batch->inputs, ctx);
-    const layers::LossTerms terms = layers::compute_losses(out, model.prototypes(), batch->labels,
-                                                           loss_cfg, ctx.batch);
+    const layers::LossTerms terms =
+        layers::compute_losses(out, model.prototypes(), batch->labels, loss_cfg, ctx.batch);
     const layers::Accuracy acc = layers::count_correct(out.logits, batch->labels);
     top1 += acc.top1;
     top5 += acc.top5;
@@ -256,13 +257,15 @@ EvalResult Trainer::run() {
   // a separate communicator for the losses' batch statistics, the gradient reducer.
   layers::BatchReduce batch_reduce;
   if (distributed()) {
-    Tensor step = Tensor::scalar(resume_ ? static_cast<double>(resume_->state.step) : -1.0,
-                                 DType::Float64);
+    Tensor step =
+        Tensor::scalar(resume_ ? static_cast<double>(resume_->state.step) : -1.0, DType::Float64);
     Tensor lowest = step.clone();
     comm_->all_reduce(step, dist::ReduceOp::Max);
     comm_->all_reduce(lowest, dist::ReduceOp::Min);
-    IM_CHECK(step.item() == lowest.item(), "the ranks found different checkpoints to resume from "
-             "(steps ", lowest.item(), " and ", step.item(), "): is run.dir on a shared filesystem?");
+    IM_CHECK(step.item() == lowest.item(),
+             "the ranks found different checkpoints to resume from "
+             "(steps ",
+             lowest.item(), " and ", step.item(), "): is run.dir on a shared filesystem?");
     synchronise_initial_parameters();
     stats_comm_ = comm_->duplicate();
     dist::Communicator* stats = stats_comm_.get();

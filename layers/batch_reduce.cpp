@@ -19,9 +19,9 @@ double global_sum(double partial, const BatchReduce* batch) {
 
 int64_t global_batch_size(int64_t local, const BatchReduce* batch) {
   if (!batch || batch->global_size <= 0) return local;
-  IM_CHECK(batch->offset >= 0 && batch->offset + local <= batch->global_size,
-           "batch slice [", batch->offset, ", ", batch->offset + local,
-           ") does not lie in a global batch of ", batch->global_size);
+  IM_CHECK(batch->offset >= 0 && batch->offset + local <= batch->global_size, "batch slice [",
+           batch->offset, ", ", batch->offset + local, ") does not lie in a global batch of ",
+           batch->global_size);
   return batch->global_size;
 }
 

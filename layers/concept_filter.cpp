@@ -15,8 +15,7 @@ namespace {
 constexpr double kAggregationEps = 1e-6;  // MODEL.md: epsilon of the concept aggregation
 }
 
-ConceptFilter::ConceptFilter(const ModelConfig& cfg, int64_t seq_len, Generator& gen,
-                             DType dtype)
+ConceptFilter::ConceptFilter(const ModelConfig& cfg, int64_t seq_len, Generator& gen, DType dtype)
     : sw_(cfg.filter),
       d_(cfg.d_model),
       dc_(cfg.d_model),
@@ -27,8 +26,8 @@ ConceptFilter::ConceptFilter(const ModelConfig& cfg, int64_t seq_len, Generator&
       tau_(cfg.tau) {
   const ParamOptions decay{.weight_decay = true};
   if (sw_.static_assign) {
-    static_assign_ = &register_parameter("assign", init_normal({seq_len, k_}, 0.02, gen, dtype),
-                                         decay);
+    static_assign_ =
+        &register_parameter("assign", init_normal({seq_len, k_}, 0.02, gen, dtype), decay);
   } else {
     q_proj_ = &register_module("q_proj", std::make_unique<Linear>(d_, dc_, false, gen, dtype));
     centers_ = &register_parameter("centers", init_normal({k_, dc_}, 1.0, gen, dtype), decay);
@@ -79,13 +78,13 @@ Tensor ConceptFilter::assignment(const Tensor& x, const ForwardContext& ctx, Ten
 
 FilterOutput ConceptFilter::forward(const Tensor& x, const ForwardContext& ctx) {
   FilterOutput out;
-  Tensor a = assignment(x, ctx, out.hash_loss);  // A [B, L, K]
+  Tensor a = assignment(x, ctx, out.hash_loss);                            // A [B, L, K]
   if (ctx.token_mask.defined()) a = mul(a, ctx.token_mask.unsqueeze(-1));  // pads pool nothing
   last_assignment_ = a.detach();
-  const Tensor v = v_proj_->forward(x);                                  // [B, L, d]
-  const Tensor at = a.transpose(1, 2);                                   // [B, K, L]
-  const Tensor mass = add(sum(a, {1}).unsqueeze(-1), kAggregationEps);   // [B, K, 1]
-  Tensor z = div(matmul(at, v), mass);                                   // Z [B, K, d]
+  const Tensor v = v_proj_->forward(x);                                 // [B, L, d]
+  const Tensor at = a.transpose(1, 2);                                  // [B, K, L]
+  const Tensor mass = add(sum(a, {1}).unsqueeze(-1), kAggregationEps);  // [B, K, 1]
+  Tensor z = div(matmul(at, v), mass);                                  // Z [B, K, d]
   if (!sw_.no_mix) z = add(z, mix_proj_->forward(gelu_erf(matmul(*mix_, mix_norm_->forward(z)))));
   out.global = out_proj_->forward(matmul(a, z));  // G = A Z~ W_o
   return out;

@@ -10,8 +10,8 @@ void validate_model_config(const ModelConfig& cfg) {
   IM_CHECK(cfg.modality == "image" || cfg.modality == "text", "model.modality must be 'image' ",
            "or 'text', got '", cfg.modality, "'");
   if (cfg.modality == "image") {
-    IM_CHECK(cfg.patch > 0 && cfg.image_size % cfg.patch == 0, "model.image_size (",
-             cfg.image_size, ") must be a multiple of model.patch (", cfg.patch, ")");
+    IM_CHECK(cfg.patch > 0 && cfg.image_size % cfg.patch == 0, "model.image_size (", cfg.image_size,
+             ") must be a multiple of model.patch (", cfg.patch, ")");
   } else {
     IM_CHECK(cfg.vocab_size > 0 && cfg.max_len > 0, "text models need model.vocab_size and ",
              "model.max_len > 0");
@@ -21,13 +21,12 @@ void validate_model_config(const ModelConfig& cfg) {
   IM_CHECK(cfg.num_classes > 1, "model.num_classes must be at least 2, got ", cfg.num_classes);
 }
 
-Block::Block(const ModelConfig& cfg, int64_t seq_len, double drop_path, Generator& gen,
-             DType dtype)
+Block::Block(const ModelConfig& cfg, int64_t seq_len, double drop_path, Generator& gen, DType dtype)
     : drop_path_(drop_path) {
   const int64_t d = cfg.d_model;
   norm1_ = &register_module("norm1", std::make_unique<LayerNormModule>(d, dtype));
-  mixer_ = &register_module("mixer",
-                            std::make_unique<ImfMixer>(cfg, seq_len, cfg.depth, gen, dtype));
+  mixer_ =
+      &register_module("mixer", std::make_unique<ImfMixer>(cfg, seq_len, cfg.depth, gen, dtype));
   norm2_ = &register_module("norm2", std::make_unique<LayerNormModule>(d, dtype));
   mlp_ = &register_module("mlp", std::make_unique<Mlp>(d, 4 * d, gen, dtype));
 }
@@ -37,8 +36,7 @@ Tensor Block::forward(const Tensor& x, const ForwardContext& ctx, MixerOutput& m
     if (!is_training() || drop_path_ <= 0.0) return branch;
     IM_CHECK(ctx.gen != nullptr, "drop-path in training needs a generator in the context");
     if (ctx.batch && ctx.batch->global_size > 0)  // draw the global batch's mask
-      return im::drop_path(branch, drop_path_, *ctx.gen, ctx.batch->offset,
-                           ctx.batch->global_size);
+      return im::drop_path(branch, drop_path_, *ctx.gen, ctx.batch->offset, ctx.batch->global_size);
     return im::drop_path(branch, drop_path_, *ctx.gen);
   };
   mixer_out = mixer_->forward(norm1_->forward(x), ctx);
@@ -57,8 +55,8 @@ InfoMamba::InfoMamba(const ModelConfig& cfg, Generator& gen, DType dtype) : cfg_
     patch_weight_ = &register_parameter(
         "patch_embed.weight", init_fan_in_uniform({d, cfg.channels, p, p}, fan_in, gen, dtype),
         decay);
-    patch_bias_ = &register_parameter("patch_embed.bias",
-                                      init_fan_in_uniform({d}, fan_in, gen, dtype));
+    patch_bias_ =
+        &register_parameter("patch_embed.bias", init_fan_in_uniform({d}, fan_in, gen, dtype));
   } else {
     seq_len_ = cfg.max_len;
     token_embed_ =
@@ -75,9 +73,11 @@ InfoMamba::InfoMamba(const ModelConfig& cfg, Generator& gen, DType dtype) : cfg_
   head_ = &register_module("head", std::make_unique<Linear>(d, cfg.num_classes, true, gen, dtype));
   const int64_t E = cfg.expand * d;
   if (cfg.imf.filter_path)
-    proj_g_ = &register_module("proj_g", std::make_unique<Linear>(E, cfg.d_proj, false, gen, dtype));
+    proj_g_ =
+        &register_module("proj_g", std::make_unique<Linear>(E, cfg.d_proj, false, gen, dtype));
   if (cfg.imf.ssm_path)
-    proj_h_ = &register_module("proj_h", std::make_unique<Linear>(E, cfg.d_proj, false, gen, dtype));
+    proj_h_ =
+        &register_module("proj_h", std::make_unique<Linear>(E, cfg.d_proj, false, gen, dtype));
   prototypes_ = &register_parameter("prototypes",
                                     init_normal({cfg.num_classes, cfg.d_proj}, 1.0, gen, dtype));
 }
@@ -90,11 +90,11 @@ Tensor InfoMamba::embed(const Tensor& input, Tensor& token_mask) {
              cfg_.image_size, "], got ", input.describe());
     const Tensor x = input.dtype() == pos_embed_->dtype() ? input : input.to(pos_embed_->dtype());
     Tensor t = conv2d(x, *patch_weight_, *patch_bias_, cfg_.patch, 0);  // [B, d, h, w]
-    t = t.flatten(2).transpose(1, 2);                                    // [B, L, d]
+    t = t.flatten(2).transpose(1, 2);                                   // [B, L, d]
     return add(t, *pos_embed_);
   }
-  IM_CHECK(input.dim() == 2 && input.size(1) == seq_len_, "model expects token ids [B, ",
-           seq_len_, "], got ", input.describe());
+  IM_CHECK(input.dim() == 2 && input.size(1) == seq_len_, "model expects token ids [B, ", seq_len_,
+           "], got ", input.describe());
   if (cfg_.pad_id >= 0) {
     const Tensor ids = input.to(DType::Int64);
     std::vector<double> m(ids.numel());
@@ -112,7 +112,9 @@ Tensor InfoMamba::pool(const Tensor& x, const Tensor& token_mask) {
 }
 
 namespace {
-Tensor l2_normalize(const Tensor& r) { return mul(r, rsqrt(add(sum(mul(r, r), {-1}, true), 1e-12))); }
+Tensor l2_normalize(const Tensor& r) {
+  return mul(r, rsqrt(add(sum(mul(r, r), {-1}, true), 1e-12)));
+}
 }  // namespace
 
 ModelOutput InfoMamba::forward(const Tensor& input, const ForwardContext& outer) {

@@ -50,8 +50,8 @@ Tensor redundancy_loss(const Tensor& r_g, const Tensor& r_h, const BatchReduce* 
         mul(global_sum(sum(mul(centred, centred), {0}, true), batch), inv_batch);
     return div(centred, add(sqrt(variance), kStandardiseEps));
   };
-  const Tensor cov = mul(
-      global_sum(matmul(standardise(r_g).transpose(0, 1), standardise(r_h)), batch), inv_batch);
+  const Tensor cov =
+      mul(global_sum(matmul(standardise(r_g).transpose(0, 1), standardise(r_h)), batch), inv_batch);
   return mul(sum(mul(cov, cov)), 1.0 / static_cast<double>(dp));
 }
 
