@@ -1,7 +1,8 @@
 // A split of a converted dataset, validated and held in memory. Opening checks the
-// manifest and every shard of the split (docs/DATA_FORMAT.md), so a bad file stops the
-// run at start-up with one line naming it. Copies are cheap: they share the sample
-// tensors, which are never written after open.
+// manifest and every shard it reads (docs/DATA_FORMAT.md), so a bad file stops the run at
+// start-up with one line naming it. A data-parallel rank reads only the shards its part of
+// the sampling needs (data/sampler.h); sample indices stay global either way. Copies are
+// cheap: they share the sample tensors, which are never written after open.
 #pragma once
 
 #include <cstdint>
@@ -25,7 +26,14 @@ class Dataset {
   // Reads <dir>/manifest.pb and every shard of `split`, checking each (see
   // read_shard). `subset` > 0 keeps only the first `subset` samples (in shard order)
   // and must not exceed the split's size. Throws im::Error with one line.
-  static Dataset open(const std::string& dir, const std::string& split, int64_t subset = 0);
+  // `only_shards` (indices into the split's shards, in manifest order) limits the files
+  // read to those; empty reads every shard. Samples of other shards are then not in memory,
+  // and asking for one is an error.
+  static Dataset open(const std::string& dir, const std::string& split, int64_t subset = 0,
+                      const std::vector<int>& only_shards = {});
+  // Samples per shard of `split` after `subset`, from the manifest alone (no shard is read).
+  static std::vector<int64_t> shard_sizes(const std::string& dir, const std::string& split,
+                                          int64_t subset = 0);
 
   const std::string& dir() const { return dir_; }
   const std::string& split() const { return split_; }
@@ -49,13 +57,28 @@ class Dataset {
   std::span<const uint8_t> image(int64_t i) const;   // image datasets only
   std::span<const int32_t> tokens(int64_t i) const;  // text datasets only
 
-  // Every sample: inputs [N, ...sample_shape] (uint8 or int32), labels int32 [N].
-  const Tensor& inputs() const { return inputs_; }
-  const Tensor& labels() const { return labels_; }
+  // Every sample: inputs [N, ...sample_shape] (uint8 or int32), labels int32 [N]. Only
+  // when every shard was read (an error otherwise).
+  const Tensor& inputs() const;
+  const Tensor& labels() const;
+
+  // Samples per shard (after the subset) and which shards this process read.
+  const std::vector<int64_t>& shard_sizes() const { return shard_sizes_; }
+  bool shard_loaded(int shard) const { return shards_.at(static_cast<size_t>(shard)).loaded; }
+  int64_t shards_read() const;
 
  private:
+  // A shard's samples [begin, begin + count) of the split, in memory when loaded.
+  struct Shard {
+    int64_t begin = 0, count = 0;
+    bool loaded = false;
+    std::string file;
+    Tensor inputs, labels;  // [count, ...], [count]; views of inputs_/labels_ when all are read
+  };
+
   Dataset() = default;
-  void check_index(int64_t i) const;
+  // The shard holding sample i (checked: in range and loaded) and i's row within it.
+  const Shard& locate(int64_t i, int64_t& row) const;
 
   std::string dir_, split_, name_, modality_;
   int64_t num_samples_ = 0;
@@ -64,7 +87,9 @@ class Dataset {
   int64_t num_classes_ = 0;
   std::vector<float> channel_mean_, channel_std_;
   std::vector<std::string> class_names_;
-  Tensor inputs_, labels_;
+  std::vector<int64_t> shard_sizes_;
+  std::vector<Shard> shards_;
+  Tensor inputs_, labels_;  // the whole split, when every shard was read
 };
 
 }  // namespace im::data

@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 
@@ -88,6 +89,35 @@ TEST_F(DatasetTest, SubsetKeepsTheFirstSamples) {
   EXPECT_EQ(ds.label(6), testing::synthetic_label(6, 0));
   EXPECT_THAT(error_of([&] { Dataset::open(out_.path(), "train", 11); }),
               HasSubstr("subset 11 of split 'train' is outside [0, 10]"));
+}
+
+// A data-parallel rank reads only its shards: samples of the others are not in memory
+// (asking for one names the file), and a damaged shard it does not read is not its concern.
+TEST_F(DatasetTest, ReadsOnlyTheShardsAsked) {
+  const Dataset all = Dataset::open(out_.path(), "train");
+  EXPECT_EQ(all.shards_read(), 2);
+  EXPECT_EQ(Dataset::shard_sizes(out_.path(), "train"), (std::vector<int64_t>{5, 5}));
+  EXPECT_EQ(Dataset::shard_sizes(out_.path(), "train", 7), (std::vector<int64_t>{5, 2}));
+  auto bytes = testing::read_bytes(shard("train", 0));
+  bytes[bytes.size() / 2] ^= 0x08;
+  testing::write_bytes(shard("train", 0), bytes);
+  const Dataset second = Dataset::open(out_.path(), "train", 0, {1});
+  EXPECT_EQ(second.num_samples(), 10);
+  EXPECT_EQ(second.shards_read(), 1);
+  EXPECT_FALSE(second.shard_loaded(0));
+  for (int64_t i : {5, 7, 9}) {
+    EXPECT_EQ(second.label(i), all.label(i));
+    const auto a = second.image(i), b = all.image(i);
+    EXPECT_TRUE(std::equal(a.begin(), a.end(), b.begin())) << i;
+  }
+  EXPECT_THAT(error_of([&] { second.label(2); }),
+              HasSubstr("sample 2 is in shard " + shard_file_name("train", 0, 2) +
+                        ", which this process did not read"));
+  EXPECT_THAT(error_of([&] { second.inputs(); }), HasSubstr("read 1 of 2"));
+  EXPECT_THAT(error_of([&] { Dataset::open(out_.path(), "train", 0, {0}); }),
+              HasSubstr(shard_file_name("train", 0, 2)));
+  EXPECT_THAT(error_of([&] { Dataset::open(out_.path(), "train", 0, {2}); }),
+              HasSubstr("has 2 shards, no shard 2"));
 }
 
 TEST_F(DatasetTest, UnknownSplitListsTheKnownOnes) {

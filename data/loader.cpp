@@ -9,6 +9,7 @@ LoaderOptions LoaderOptions::for_training(const DataConfig& cfg, int64_t batch_s
   LoaderOptions o;
   o.batch_size = batch_size;
   o.shuffle = true;
+  o.stratify_by_shard = true;
   o.seed = seed;
   o.normalize = cfg.normalize;
   o.crop_pad = cfg.augment_crop_pad;
@@ -35,17 +36,30 @@ CollateOptions collate_options(const LoaderOptions& o) {
   return CollateOptions{o.normalize, o.crop_pad, o.flip, o.seed};
 }
 
-SamplerOptions sampler_options(const LoaderOptions& o) {
-  return SamplerOptions{o.batch_size, o.shuffle, o.seed, o.drop_last, o.rank, o.world_size};
+SamplerOptions sampler_options(const LoaderOptions& o, const std::vector<int64_t>& shard_sizes) {
+  SamplerOptions s{o.batch_size, o.shuffle, o.seed, o.drop_last, o.rank, o.world_size, {}};
+  if (o.stratify_by_shard) s.shard_sizes = shard_sizes;
+  return s;
+}
+
+int64_t sum_of(const std::vector<int64_t>& v) {
+  int64_t n = 0;
+  for (int64_t x : v) n += x;
+  return n;
 }
 
 }  // namespace
+
+std::vector<int> shards_for_rank(const std::vector<int64_t>& shard_sizes,
+                                 const LoaderOptions& options) {
+  return Sampler(sum_of(shard_sizes), sampler_options(options, shard_sizes)).shards_needed();
+}
 
 Loader::Loader(Dataset dataset, LoaderOptions options, SamplerCursor start)
     : dataset_(std::move(dataset)),
       options_(std::move(options)),
       collate_(dataset_, collate_options(options_)),
-      sampler_(dataset_.num_samples(), sampler_options(options_)),
+      sampler_(dataset_.num_samples(), sampler_options(options_, dataset_.shard_sizes())),
       batches_per_epoch_(sampler_.batches_per_epoch()),
       cursor_(start) {
   sampler_.set_cursor(start);

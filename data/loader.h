@@ -34,6 +34,7 @@ struct LoaderOptions {
   int64_t prefetch = 4;   // batches ready or in progress ahead of the consumer (>= 1)
   int rank = 0;           // data-parallel: deliver this rank's slice of each global batch
   int world_size = 1;
+  bool stratify_by_shard = false;  // the sampler's shard-stratified order (data/sampler.h)
   // Runs on each assembled batch in the worker thread (extra augmentation, moving to
   // pinned memory, ...); an exception it throws reaches the consumer like any other.
   std::function<void(Batch&)> on_batch;
@@ -43,6 +44,11 @@ struct LoaderOptions {
   // A run's evaluation split: in order, not augmented, every sample.
   static LoaderOptions for_evaluation(const DataConfig& cfg, int64_t batch_size);
 };
+
+// The shards of a split (samples per shard) that the loader with `options` on this rank
+// will read: every shard unless the order is stratified by shard.
+std::vector<int> shards_for_rank(const std::vector<int64_t>& shard_sizes,
+                                 const LoaderOptions& options);
 
 class Loader {
  public:

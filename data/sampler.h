@@ -3,11 +3,20 @@
 // and independent of how batches are later assembled. The position in the stream is a
 // small cursor that a checkpoint saves, so a resumed run sees the same batches.
 //
-// Data-parallel runs: every rank walks the same global permutation in global batches and
-// keeps its own contiguous slice of each (rank r of N takes [B·r/N, B·(r+1)/N)), so the
-// slices are disjoint, every rank runs the same number of steps, and the global batch
-// sequence does not depend on N. The cursor counts global samples, so a checkpoint
-// written by N ranks resumes on M.
+// Data-parallel runs: every rank walks the same global order in global batches and keeps
+// its own contiguous slice of each (rank r of N takes columns [B·r/N, B·(r+1)/N) of every
+// batch), so the slices are disjoint, every rank runs the same number of steps, and the
+// global batch sequence does not depend on N. The cursor counts global samples, so a
+// checkpoint written by N ranks resumes on M.
+//
+// Shard-stratified order (given the split's shard sizes, for training): the G = min(shards,
+// B) shard groups (non-empty shard k in group k mod G) each own a fixed band of the batch's
+// columns, [B·g/G, B·(g+1)/G), and fill it, batch after batch, from their own permutation
+// of the group's samples, drawn from (seed, epoch, group). A batch thus mixes every group in
+// fixed proportions, the whole order is a function of (seed, epoch) alone, and a rank only
+// ever needs the shards of the groups its columns cross: it opens just those files. An
+// epoch is as many full batches as the smallest group fills; a group's leftover samples
+// (fewer than its band per batch) wait for a later epoch's permutation.
 #pragma once
 
 #include <cstdint>
@@ -32,6 +41,9 @@ struct SamplerOptions {
   bool drop_last = false;  // leave out the last, smaller batch of each epoch
   int rank = 0;            // this rank's slice of every global batch
   int world_size = 1;      // a final batch smaller than this is left out (a rank would get none)
+  // Samples per shard, in index order (sum = the sample count): shard-stratified order.
+  // Empty: one plain permutation of all samples.
+  std::vector<int64_t> shard_sizes = {};
 };
 
 // A batch of sample indices and where it sits in the stream.
@@ -69,6 +81,10 @@ class Sampler {
   // the call that returns nothing moves the cursor to the start of the next epoch.
   std::optional<IndexBatch> next();
 
+  // The shards (indices into options().shard_sizes) holding every sample this rank will ever
+  // be given; every shard in plain order.
+  std::vector<int> shards_needed() const;
+
   SamplerCursor cursor() const { return cursor_; }
   // Continues from a saved cursor; throws im::Error if it does not fit this sampler.
   void set_cursor(const SamplerCursor& cursor);
@@ -77,9 +93,20 @@ class Sampler {
   int64_t num_samples_;
   SamplerOptions options_;
   int64_t samples_per_epoch_;
+  // A shard group of the stratified order: its samples and its band of batch columns.
+  struct Group {
+    std::vector<int> shards;
+    std::vector<int64_t> samples;  // global indices, shard by shard
+    int64_t column = 0, width = 0;
+  };
+  std::vector<int64_t> group_order(size_t g, int64_t epoch) const;
+  std::vector<int64_t> stratified_batch(int64_t row, int64_t begin, int64_t end);
+
   SamplerCursor cursor_;
-  int64_t order_epoch_ = -1;  // the epoch `order_` belongs to (computed lazily)
+  int64_t order_epoch_ = -1;  // the epoch `order_` / `group_orders_` belong to (lazily)
   std::vector<int64_t> order_;
+  std::vector<Group> groups_;                       // empty: plain order
+  std::vector<std::vector<int64_t>> group_orders_;  // per group; empty where this rank needs none
 };
 
 // Philox key of an independent random stream for `purpose`, derived from the run seed,

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <set>
 
 #include "data/test_util.h"
 
@@ -169,6 +170,83 @@ TEST(SamplerTest, BatchSmallerThanTheWorldIsAnError) {
   o.world_size = 4;
   EXPECT_THAT(error_of([&] { Sampler(100, o); }),
               HasSubstr("global batch of 2 samples is smaller than the 4 ranks"));
+}
+
+// Shard-stratified order: 8 shards of unequal size, batches of 32.
+SamplerOptions stratified(int rank, int world) {
+  SamplerOptions o{32, true, 5, false};
+  o.rank = rank;
+  o.world_size = world;
+  o.shard_sizes = {50, 50, 50, 50, 50, 50, 50, 41};
+  return o;
+}
+
+TEST(SamplerTest, StratifiedOrderDrawsEachBatchFromEveryShardGroup) {
+  Sampler s(391, stratified(0, 1));
+  // 8 groups of 4 columns; the smallest shard (41) fills 10 batches.
+  EXPECT_EQ(s.batches_per_epoch(), 10);
+  EXPECT_EQ(s.samples_per_epoch(), 320);
+  const std::vector<IndexBatch> epoch = one_epoch(s);
+  ASSERT_EQ(epoch.size(), 10u);
+  std::set<int64_t> seen;
+  for (const IndexBatch& b : epoch) {
+    ASSERT_EQ(b.indices.size(), 32u);
+    for (size_t c = 0; c < 32; ++c) {
+      EXPECT_EQ(b.indices[c] / 50, static_cast<int64_t>(c / 4)) << "column " << c;
+      EXPECT_TRUE(seen.insert(b.indices[c]).second) << "sample " << b.indices[c] << " twice";
+    }
+  }
+  EXPECT_EQ(flatten(epoch), s.epoch_order(0));
+  EXPECT_NE(s.epoch_order(0), s.epoch_order(1));
+  EXPECT_EQ(Sampler(391, stratified(0, 1)).epoch_order(3), s.epoch_order(3));
+}
+
+TEST(SamplerTest, StratifiedRanksNeedOnlyTheirShardsAndPartitionTheBatches) {
+  Sampler one(391, stratified(0, 1));
+  const std::vector<IndexBatch> reference = one_epoch(one);
+  EXPECT_EQ(one.shards_needed(), (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7}));
+  for (int world : {2, 3, 4, 8}) {
+    std::vector<std::vector<IndexBatch>> per_rank;
+    std::set<int> all_needed;
+    for (int r = 0; r < world; ++r) {
+      Sampler s(391, stratified(r, world));
+      const std::vector<int> needed = s.shards_needed();
+      if (world == 4) {
+        EXPECT_EQ(needed, (std::vector<int>{2 * r, 2 * r + 1})) << r;
+      }
+      if (world == 8) {
+        EXPECT_EQ(needed, (std::vector<int>{r}));
+      }
+      all_needed.insert(needed.begin(), needed.end());
+      per_rank.push_back(one_epoch(s));
+      for (const IndexBatch& b : per_rank.back())
+        for (int64_t i : b.indices)
+          EXPECT_TRUE(std::count(needed.begin(), needed.end(), static_cast<int>(i / 50)))
+              << "rank " << r << " of " << world << " got sample " << i;
+    }
+    EXPECT_EQ(all_needed.size(), 8u);
+    for (size_t b = 0; b < reference.size(); ++b) {
+      std::vector<int64_t> joined;
+      for (int r = 0; r < world; ++r)
+        joined.insert(joined.end(), per_rank[r][b].indices.begin(), per_rank[r][b].indices.end());
+      EXPECT_EQ(joined, reference[b].indices) << "world " << world << " batch " << b;
+    }
+  }
+}
+
+TEST(SamplerTest, StratifiedOrderWithFewerColumnsThanShardsGroupsThem) {
+  SamplerOptions o{3, false, 0, false};
+  o.shard_sizes = {4, 4, 4, 4, 0};  // 3 groups: {0, 3}, {1}, {2}; the empty shard joins none
+  Sampler s(16, o);
+  EXPECT_EQ(s.batches_per_epoch(), 4);
+  const std::vector<IndexBatch> epoch = one_epoch(s);
+  EXPECT_EQ(epoch[0].indices, (std::vector<int64_t>{0, 4, 8}));
+  EXPECT_EQ(epoch[2].indices, (std::vector<int64_t>{2, 6, 10}));
+  o.shard_sizes = {10, 1};
+  o.batch_size = 4;
+  EXPECT_THAT(error_of([&] { Sampler(11, o); }), HasSubstr("more than the smallest group has"));
+  o.shard_sizes = {10, 2};
+  EXPECT_THAT(error_of([&] { Sampler(11, o); }), HasSubstr("add up to 12, not the 11"));
 }
 
 }  // namespace

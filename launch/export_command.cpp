@@ -17,6 +17,7 @@
 #include "data/fs_util.h"
 #include "data/hdf5_util.h"
 #include "dist/checkpoint.h"
+#include "launch/cli_flags.h"
 #include "launch/command_guard.h"
 #include "launch/commands.h"
 #include "launch/config.h"
@@ -38,24 +39,9 @@ struct ExportArgs {
 // Throws SetupError naming the bad argument.
 ExportArgs parse_export_args(int argc, char** argv) {
   ExportArgs a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&](const char* flag) -> std::string {
-      if (i + 1 >= argc) throw SetupError(std::string(flag) + " needs a value");
-      return argv[++i];
-    };
-    if (arg == "--checkpoint") {
-      a.checkpoint = value("--checkpoint");
-    } else if (arg.rfind("--checkpoint=", 0) == 0) {
-      a.checkpoint = arg.substr(13);
-    } else if (arg == "--out") {
-      a.out = value("--out");
-    } else if (arg.rfind("--out=", 0) == 0) {
-      a.out = arg.substr(6);
-    } else {
-      throw SetupError("unknown argument '" + arg + "'");
-    }
-  }
+  parse_flags(argc, argv,
+              {{"--checkpoint", [&](const std::string& v) { a.checkpoint = v; }},
+               {"--out", [&](const std::string& v) { a.out = v; }}});
   if (a.checkpoint.empty()) throw SetupError("--checkpoint PATH is required");
   if (a.out.empty()) throw SetupError("--out FILE is required");
   return a;

@@ -15,6 +15,7 @@
 #include "dist/checkpoint.h"
 #include "dist/mpi_communicator.h"
 #include "dist/world.h"
+#include "launch/cli_flags.h"
 #include "launch/command_guard.h"
 #include "launch/commands.h"
 #include "launch/config.h"
@@ -34,35 +35,16 @@ struct CommandArgs {
 // Throws SetupError naming the bad argument.
 CommandArgs parse_args(int argc, char** argv, bool wants_checkpoint, bool wants_resume = false) {
   CommandArgs a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&](const char* flag) -> std::string {
-      if (i + 1 >= argc) throw SetupError(std::string(flag) + " needs a value");
-      return argv[++i];
-    };
-    if (arg == "--config") {
-      a.config = value("--config");
-    } else if (arg.rfind("--config=", 0) == 0) {
-      a.config = arg.substr(9);
-    } else if (arg == "--set") {
-      a.overrides.push_back(value("--set"));
-    } else if (arg.rfind("--set=", 0) == 0) {
-      a.overrides.push_back(arg.substr(6));
-    } else if (wants_resume && arg == "--resume") {
-      a.resume = value("--resume");
-    } else if (wants_resume && arg.rfind("--resume=", 0) == 0) {
-      a.resume = arg.substr(9);
-    } else if (wants_checkpoint && arg == "--checkpoint") {
-      a.checkpoint = value("--checkpoint");
-    } else if (wants_checkpoint && arg.rfind("--checkpoint=", 0) == 0) {
-      a.checkpoint = arg.substr(13);
-    } else {
-      throw SetupError("unknown argument '" + arg + "'");
-    }
-  }
+  std::vector<FlagSpec> flags = {
+      {"--config", [&](const std::string& v) { a.config = v; }},
+      {"--set", [&](const std::string& v) { a.overrides.push_back(v); }},
+  };
+  if (wants_resume) flags.push_back({"--resume", [&](const std::string& v) { a.resume = v; }});
+  if (wants_checkpoint)
+    flags.push_back({"--checkpoint", [&](const std::string& v) { a.checkpoint = v; }});
+  parse_flags(argc, argv, flags);
   if (a.config.empty()) throw SetupError("--config FILE is required");
   if (wants_checkpoint && a.checkpoint.empty()) throw SetupError("--checkpoint PATH is required");
-
   return a;
 }
 

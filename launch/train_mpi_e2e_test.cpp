@@ -135,8 +135,16 @@ TEST_F(TrainMpi, OneTwoAndFourRanksTrainTheSameModel) {
   // The global batch is 32 in every run: 1 x 32, 2 x 16, 4 x 8.
   for (int ranks : {1, 2, 4}) {
     const std::string name = "exact" + std::to_string(ranks);
-    const Outcome o = run(train_args(name, 20, "--set checkpoint.every=0"), ranks);
+    const Outcome o =
+        run(train_args(name, 20, "--set checkpoint.every=0 --set run.rank_logs=true"), ranks);
     ASSERT_EQ(o.exit_code, 0) << o.err;
+    // 4 shards: each rank reads only those its columns of the batches draw from.
+    for (int r = 0; r < ranks; ++r) {
+      const std::string log = slurp(run_dir(name) + "/logs/rank_0000" + std::to_string(r) + ".log");
+      EXPECT_NE(log.find("(" + std::to_string(4 / ranks) + " of 4)"), std::string::npos)
+          << "rank " << r << " of " << ranks << ":\n"
+          << log;
+    }
     EXPECT_NE(o.out.find(std::to_string(ranks) + (ranks == 1 ? " rank," : " ranks,")),
               std::string::npos)
         << o.out;

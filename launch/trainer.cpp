@@ -93,7 +93,14 @@ Trainer::Trainer(RunConfig cfg, dist::Communicator* comm, const std::string& res
                      " is the global batch and is smaller than the " + std::to_string(world) +
                      " ranks: every rank needs at least one sample per step");
   train_set_ = as_setup_error([&] {
-    return data::Dataset::open(cfg_.data.dir, cfg_.data.train_split, cfg_.data.train_subset);
+    // A rank reads only the training shards its columns of the batches draw from.
+    std::vector<int> shards;
+    if (world > 1)
+      shards = data::shards_for_rank(
+          data::Dataset::shard_sizes(cfg_.data.dir, cfg_.data.train_split, cfg_.data.train_subset),
+          train_loader_options());
+    return data::Dataset::open(cfg_.data.dir, cfg_.data.train_split, cfg_.data.train_subset,
+                               shards);
   });
   test_set_ = as_setup_error([&] {
     return data::Dataset::open(cfg_.data.dir, cfg_.data.test_split, cfg_.data.test_subset);
@@ -125,6 +132,14 @@ Trainer::Trainer(RunConfig cfg, dist::Communicator* comm, const std::string& res
 }
 
 Trainer::~Trainer() = default;
+
+data::LoaderOptions Trainer::train_loader_options() const {
+  data::LoaderOptions o = data::LoaderOptions::for_training(cfg_.data, cfg_.train.batch_size,
+                                                            stream_seed(cfg_.seed, kDataStream));
+  o.rank = comm_ ? comm_->rank() : 0;
+  o.world_size = comm_ ? comm_->size() : 1;
+  return o;
+}
 
 void Trainer::synchronise_initial_parameters() {
   // Every rank built the model from the same seed; broadcasting rank 0's values makes
@@ -293,11 +308,7 @@ EvalResult Trainer::run() {
     log_.info(note);
   }
 
-  data::LoaderOptions loader_options = data::LoaderOptions::for_training(
-      cfg_.data, cfg_.train.batch_size, stream_seed(cfg_.seed, kDataStream));
-  loader_options.rank = rank;
-  loader_options.world_size = world;
-  data::Loader loader(*train_set_, loader_options, start);
+  data::Loader loader(*train_set_, train_loader_options(), start);
   const int64_t steps_per_epoch = loader.batches_per_epoch();
   int64_t total_steps = steps_per_epoch * cfg_.train.epochs;
   if (cfg_.train.max_steps > 0) total_steps = std::min(total_steps, cfg_.train.max_steps);
@@ -322,6 +333,15 @@ EvalResult Trainer::run() {
     log_.info(buf);
   }
 
+  {
+    std::string read;
+    const size_t shards = train_set_->shard_sizes().size();
+    for (size_t i = 0; i < shards; ++i)
+      if (train_set_->shard_loaded(static_cast<int>(i)))
+        read += (read.empty() ? "" : ",") + std::to_string(i);
+    log_.local("training shards read by this rank: " + read + " (" +
+               std::to_string(train_set_->shards_read()) + " of " + std::to_string(shards) + ")");
+  }
   model_->train();
   const auto start_time = Clock::now();
   const int64_t first_step = step;

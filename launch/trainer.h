@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "data/dataset.h"
+#include "data/loader.h"
 #include "dist/checkpoint.h"
 #include "dist/communicator.h"
 #include "dist/rank_log.h"
@@ -73,6 +74,7 @@ class Trainer {
 
  private:
   bool distributed() const { return comm_ && comm_->size() > 1; }
+  data::LoaderOptions train_loader_options() const;
   void synchronise_initial_parameters();
   dist::TrainingState training_state(int64_t step, int64_t epoch,
                                      const data::SamplerCursor& cursor) const;
