@@ -68,7 +68,7 @@ class Export : public ::testing::Test {
     if (data.exit_code != 0) return;
     std::ofstream(*tmp_ / "run.toml") << "[run]\nname = \"t\"\ndir = \"" << run_dir() << "\"\n"
                                       << "[data]\ndir = \"" << (*tmp_ / "data") << "\"\n"
-                                      << "[train]\nmax_steps = 3\nbatch_size = 4\n";
+                                      << "[train]\nmax_steps = 3\nepochs = 2\nbatch_size = 4\n";
     train_ = new Outcome(run_cli("train --config " + (*tmp_ / "run.toml") + kTinyModel, root));
   }
   static void TearDownTestSuite() {

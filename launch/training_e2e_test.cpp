@@ -33,13 +33,13 @@ class FashionMnistE2E : public ::testing::Test {
     if (root_.empty()) GTEST_SKIP() << kSource << " not installed (Debian dataset-fashion-mnist)";
   }
 
-  // A config from configs/, shrunk to a fixed 256-sample subset and 3 epochs of batch 32.
+  // A config from configs/, shrunk to a fixed 256-sample subset and 4 epochs of batch 32.
   RunConfig small_run(const std::string& config, const std::string& name) {
     RunConfig cfg = im::launch::load_run_config(
         (fs::path(IM_SOURCE_DIR) / "configs" / config).string(),
         {"data.dir=" + root_ + "/fm", "run.dir=" + root_ + "/runs/" + name,
          "data.train_subset=256", "data.test_subset=64", "data.augment_crop_pad=0",
-         "data.augment_flip=false", "data.workers=1", "train.batch_size=32", "train.epochs=3",
+         "data.augment_flip=false", "data.workers=1", "train.batch_size=32", "train.epochs=4",
          "train.warmup_epochs=0.0", "train.log_every=1000", "optim.lr=3e-3"});
     return cfg;
   }
