@@ -271,6 +271,8 @@ std::vector<ConfigKey> build_schema() {
                      "compute precision"));
   s.push_back(
       choice("train.device", IM_FIELD(train.device), "cpu", {"cpu", "cuda"}, "device to train on"));
+  s.push_back(real("train.max_wall_minutes", IM_FIELD(train.max_wall_minutes), 0.0, at_least(0),
+                   "save a checkpoint and exit 75 (requeue) after this many minutes; 0 = no limit"));
 
   // [checkpoint]
   s.push_back(integer("checkpoint.every", IM_FIELD(checkpoint.every), 500, at_least(0),

@@ -103,6 +103,7 @@ eval_every = 200
 log_every = 10
 precision = "bf16"
 device = "cuda"
+max_wall_minutes = 230.5
 
 [checkpoint]
 every = 250
@@ -184,6 +185,7 @@ TEST_F(ConfigFile, LoadsEveryKey) {
   EXPECT_EQ(c.train.precision, "bf16");
   EXPECT_EQ(c.train.device, "cuda");
   EXPECT_TRUE(c.rank_logs);
+  EXPECT_EQ(c.train.max_wall_minutes, 230.5);
   EXPECT_EQ(c.checkpoint.every, 250);
   EXPECT_EQ(c.checkpoint.keep, 5);
   EXPECT_EQ(c.dist.bucket_mb, 50);

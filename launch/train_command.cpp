@@ -14,6 +14,7 @@
 
 #include "dist/checkpoint.h"
 #include "dist/mpi_communicator.h"
+#include "dist/stop_signal.h"
 #include "dist/world.h"
 #include "launch/cli_flags.h"
 #include "launch/command_guard.h"
@@ -52,6 +53,7 @@ CommandArgs parse_args(int argc, char** argv, bool wants_checkpoint, bool wants_
 
 int run_train(int argc, char** argv) {
   dist::World& world = dist::World::init(nullptr, nullptr);
+  dist::install_stop_handlers();  // after MPI_Init, so these are the handlers in force
   const std::unique_ptr<dist::Communicator> comm = dist::make_mpi_communicator(world.comm());
   const int rank = world.rank();
 
@@ -89,9 +91,14 @@ int run_train(int argc, char** argv) {
     return static_cast<int>(worst.data<int64_t>()[0]);
   }
 
+  if (rank == 0 && world.size() > 1) {
+    std::printf("world: %d ranks on %d node%s: %s\n", world.size(), world.num_nodes(),
+                world.num_nodes() == 1 ? "" : "s", world.node_map().c_str());
+    std::fflush(stdout);
+  }
   try {
     trainer->run();
-    return 0;
+    return trainer->stopped_for_requeue() ? dist::kRequeueExitCode : 0;
   } catch (const DivergedError& e) {  // every rank sees it at the same step
     if (rank == 0) std::fprintf(stderr, "infomamba_dist train: error: %s\n", e.what());
     return 1;

@@ -22,6 +22,7 @@ struct TrainConfig {
   int64_t log_every = 50;          // steps between progress lines
   std::string precision = "fp32";  // fp32 (bf16 arrives with the CUDA backend)
   std::string device = "cpu";      // cpu | cuda
+  double max_wall_minutes = 0.0;   // save and exit for requeue after this long; 0 = no limit
 };
 
 // When the trainer writes checkpoints (docs/CHECKPOINT.md).

@@ -127,6 +127,49 @@ class TrainMpi : public ::testing::Test {
     }
   }
 
+  // Starts `cmd` in the background through `sh -c "exec ..."`, so the pid is that of the
+  // command itself (mpirun), which the test signals and waits for.
+  static pid_t spawn(const std::string& cmd) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    return pid;
+  }
+
+  // Exit code of `pid` (-1: killed by a signal), or kills it and returns -2 after `limit`.
+  static int wait_exit(pid_t pid, double limit_seconds) {
+    const auto start = Clock::now();
+    int status = 0;
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+      if (Clock::now() - start > std::chrono::duration<double>(limit_seconds)) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        return -2;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+
+  // Waits (up to 60 s) until run `name` has logged `steps` training steps.
+  static bool wait_for_steps(const std::string& name, size_t steps) {
+    for (int i = 0; i < 600; ++i) {
+      if (losses(name).size() >= steps) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  }
+
+  // The pid a rank wrote into its own log (run.rank_logs), 0 if not there yet.
+  static pid_t rank_pid(const std::string& name, int rank) {
+    const std::string text =
+        slurp(run_dir(name) + "/logs/rank_0000" + std::to_string(rank) + ".log");
+    std::smatch m;
+    return std::regex_search(text, m, std::regex(R"(pid (\d+))")) ? std::stoi(m[1]) : 0;
+  }
+
   static std::string root_;
 };
 std::string TrainMpi::root_;
@@ -292,6 +335,57 @@ TEST_F(TrainMpi, ASetupErrorIsOneLineAndExit2OnEveryRank) {
   EXPECT_EQ(lines, 1u) << o.err;
   EXPECT_NE(o.err.find(root_ + "/missing"), std::string::npos) << o.err;
   EXPECT_FALSE(fs::exists(run_dir("bad") + "/checkpoints"));
+}
+
+// Preemption as Slurm announces it through mpirun (--signal=B:USR1, forwarded by the batch
+// script): every rank saves, the job exits 75, and --resume auto finishes the same run.
+TEST_F(TrainMpi, SigusrToMpirunSavesExitsForRequeueAndResumesExactly) {
+  const std::string args = train_args("preempt", 30, "--set checkpoint.every=0");
+  const pid_t mpirun =
+      spawn(command(2, args) + " >" + root_ + "/preempt.out 2>" + root_ + "/preempt.err");
+  ASSERT_TRUE(wait_for_steps("preempt", 3)) << slurp(root_ + "/preempt.err");
+  ASSERT_EQ(kill(mpirun, SIGUSR1), 0);
+  EXPECT_EQ(wait_exit(mpirun, 60), 75) << slurp(root_ + "/preempt.err");
+  const std::string out = slurp(root_ + "/preempt.out");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(out, m, std::regex(R"(stopping at step (\d+) of 30 on SIGUSR1)")))
+      << out;
+  const int64_t stopped = std::stoll(m[1]);
+  EXPECT_LT(stopped, 30);
+  EXPECT_EQ(im::dist::read_checkpoint(step_dir("preempt", stopped), true).state.step, stopped);
+
+  const Outcome resumed = run(args + " --resume auto", 2);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_NE(resumed.out.find("resuming from " + step_dir("preempt", stopped)), std::string::npos)
+      << resumed.out;
+  const Outcome straight = run(train_args("unpreempted", 30, "--set checkpoint.every=0"), 2);
+  ASSERT_EQ(straight.exit_code, 0) << straight.err;
+  EXPECT_EQ(params(step_dir("preempt", 30)), params(step_dir("unpreempted", 30)));
+}
+
+// srun and Slurm's time limit send SIGTERM to every task: the same save and exit 75.
+TEST_F(TrainMpi, SigtermToEveryRankSavesAndExits75) {
+  const std::string name = "sigterm";
+  const pid_t mpirun =
+      spawn(command(2, train_args(name, 200, "--set checkpoint.every=0 --set run.rank_logs=true")) +
+            " >" + root_ + "/sigterm.out 2>" + root_ + "/sigterm.err");
+  ASSERT_TRUE(wait_for_steps(name, 2)) << slurp(root_ + "/sigterm.err");
+  const pid_t r0 = rank_pid(name, 0), r1 = rank_pid(name, 1);
+  ASSERT_GT(r0, 0);
+  ASSERT_GT(r1, 0);
+  kill(r0, SIGTERM);
+  kill(r1, SIGTERM);
+  EXPECT_EQ(wait_exit(mpirun, 60), 75) << slurp(root_ + "/sigterm.err");
+  EXPECT_NE(slurp(root_ + "/sigterm.out").find("on SIGTERM: checkpoint"), std::string::npos)
+      << slurp(root_ + "/sigterm.out");
+  EXPECT_NO_THROW(im::dist::resolve_checkpoint(run_dir(name)));
+}
+
+TEST_F(TrainMpi, WallTimeLimitSavesAndExits75) {
+  const Outcome o = run(train_args("walltime", 200, "--set train.max_wall_minutes=0.0001"), 2);
+  EXPECT_EQ(o.exit_code, 75) << o.err;
+  EXPECT_NE(o.out.find("on train.max_wall_minutes: checkpoint"), std::string::npos) << o.out;
+  EXPECT_EQ(slurp(run_dir("walltime") + "/checkpoints/latest"), "step_00000001\n");
 }
 
 }  // namespace

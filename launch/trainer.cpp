@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -10,6 +11,7 @@
 #include "data/crc32c.h"
 #include "data/loader.h"
 #include "dist/checkpoint.h"
+#include "dist/stop_signal.h"
 #include "launch/config.h"
 #include "launch/progress.h"
 #include "layers/batch_reduce.h"
@@ -20,6 +22,16 @@ namespace fs = std::filesystem;
 
 namespace {
 enum Stream : uint64_t { kInitStream = 1, kTrainStream = 2, kDataStream = 3 };
+
+// Stop reason for train.max_wall_minutes (signal numbers are the others).
+constexpr int64_t kWallTimeStop = 1000;
+
+std::string stop_reason_name(int64_t reason) {
+  if (reason == kWallTimeStop) return "train.max_wall_minutes";
+  if (reason == SIGUSR1) return "SIGUSR1";
+  if (reason == SIGTERM) return "SIGTERM";
+  return "signal " + std::to_string(reason);
+}
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) {
@@ -435,6 +447,26 @@ EvalResult Trainer::run() {
       run_eval(step, epoch + 1);
     if (cfg_.checkpoint.every > 0 && step % cfg_.checkpoint.every == 0 && step < total_steps)
       save(step, epoch);
+
+    // Preemption or the time limit: the ranks agree (MAX), then all save and stop.
+    int64_t stop = dist::received_stop_signal();
+    if (!stop && cfg_.train.max_wall_minutes > 0 &&
+        seconds_since(start_time) > 60 * cfg_.train.max_wall_minutes)
+      stop = kWallTimeStop;
+    if (distributed()) {
+      Tensor agreed = Tensor::from_vector<int64_t>({stop}, {1});
+      comm_->all_reduce(agreed, dist::ReduceOp::Max);
+      stop = agreed.data<int64_t>()[0];
+    }
+    if (stop && step < total_steps) {
+      const std::string dir = last_saved == step ? std::string() : save(step, epoch);
+      stop_reason_ = static_cast<int>(stop);
+      log_.info("stopping at step " + std::to_string(step) + " of " + std::to_string(total_steps) +
+                " on " + stop_reason_name(stop) + (dir.empty() ? "" : ": checkpoint " + dir) +
+                "; exit " + std::to_string(dist::kRequeueExitCode) +
+                " (requeue; --resume auto continues)");
+      return last_eval.value_or(EvalResult{});
+    }
   }
   // The final evaluation. (An epoch's end is noticed when its loader runs dry at the
   // next step, so the last epoch's evaluation is this one.)

@@ -71,6 +71,9 @@ class Trainer {
   layers::ParameterStore& store() { return *store_; }
   // The step training continues from (0, or the resumed checkpoint's step).
   int64_t start_step() const { return resume_ ? resume_->state.step : 0; }
+  // run() stopped early on a stop signal or train.max_wall_minutes, after saving a
+  // checkpoint: the command exits dist::kRequeueExitCode.
+  bool stopped_for_requeue() const { return stop_reason_ != 0; }
 
  private:
   bool distributed() const { return comm_ && comm_->size() > 1; }
@@ -91,6 +94,7 @@ class Trainer {
   std::unique_ptr<dist::GradientReducer> reducer_;
   std::optional<dist::CheckpointContents> resume_;
   std::vector<double> loss_history_;
+  int stop_reason_ = 0;  // the agreed stop: a signal number, or kWallTimeStop
 };
 
 // Evaluates `model` on `dataset` in batches (eval mode, no gradients). With `comm` (more
