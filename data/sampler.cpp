@@ -144,8 +144,7 @@ std::vector<int64_t> Sampler::stratified_batch(int64_t row, int64_t begin, int64
 std::vector<int> Sampler::shards_needed() const {
   std::vector<int> out;
   if (groups_.empty()) {
-    const size_t n = std::max<size_t>(options_.shard_sizes.size(), 1);
-    for (size_t s = 0; s < n; ++s) out.push_back(static_cast<int>(s));
+    for (size_t s = 0; s < options_.shard_sizes.size(); ++s) out.push_back(static_cast<int>(s));
     return out;
   }
   const SliceRange mine = rank_slice(options_.batch_size, options_.rank, options_.world_size);

@@ -82,7 +82,7 @@ class Sampler {
   std::optional<IndexBatch> next();
 
   // The shards (indices into options().shard_sizes) holding every sample this rank will ever
-  // be given; every shard in plain order.
+  // be given; every shard in plain order (none listed without shard sizes: all of them).
   std::vector<int> shards_needed() const;
 
   SamplerCursor cursor() const { return cursor_; }

@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "core/ops.h"
+#include "dist/mpi_error.h"
 
 namespace im::dist {
 
@@ -34,14 +35,6 @@ MPI_Op mpi_op(ReduceOp op) {
   return MPI_SUM;
 }
 
-void check(int code, const char* what) {
-  if (code == MPI_SUCCESS) return;
-  char text[MPI_MAX_ERROR_STRING];
-  int len = 0;
-  MPI_Error_string(code, text, &len);
-  throw Error(std::string(what) + " failed: " + std::string(text, len));
-}
-
 void require_cpu_contiguous(const Tensor& t, const char* what) {
   IM_CHECK(t.device().is_cpu() && t.is_contiguous(), what, ": needs a contiguous CPU tensor, got ",
            t.describe());
@@ -64,13 +57,13 @@ class MpiWork final : public Work {
   }
   void wait() override {
     if (done_) return;
-    check(MPI_Wait(&request_, MPI_STATUS_IGNORE), "MPI_Wait");
+    check_mpi(MPI_Wait(&request_, MPI_STATUS_IGNORE), "MPI_Wait");
     finish();
   }
   bool test() override {
     if (done_) return true;
     int flag = 0;
-    check(MPI_Test(&request_, &flag, MPI_STATUS_IGNORE), "MPI_Test");
+    check_mpi(MPI_Test(&request_, &flag, MPI_STATUS_IGNORE), "MPI_Test");
     if (flag) finish();
     return done_;
   }
@@ -103,7 +96,7 @@ class MpiCommunicator final : public Communicator {
 
   std::unique_ptr<Communicator> duplicate() override {
     MPI_Comm dup;
-    check(MPI_Comm_dup(comm_, &dup), "MPI_Comm_dup");
+    check_mpi(MPI_Comm_dup(comm_, &dup), "MPI_Comm_dup");
     return std::make_unique<MpiCommunicator>(dup, true);
   }
   int rank() const override { return rank_; }
@@ -112,18 +105,18 @@ class MpiCommunicator final : public Communicator {
   void all_reduce(Tensor& t, ReduceOp op) override {
     require_cpu_contiguous(t, "all_reduce");
     if (t.numel() > 0)
-      check(MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()),
-                          mpi_type(t, "all_reduce"), mpi_op(op), comm_),
-            "MPI_Allreduce");
+      check_mpi(MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()),
+                              mpi_type(t, "all_reduce"), mpi_op(op), comm_),
+                "MPI_Allreduce");
     scale_for_avg(t, op, size_);
   }
 
   std::unique_ptr<Work> all_reduce_async(Tensor& t, ReduceOp op) override {
     require_cpu_contiguous(t, "all_reduce_async");
     MPI_Request request = MPI_REQUEST_NULL;
-    check(MPI_Iallreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()),
-                         mpi_type(t, "all_reduce_async"), mpi_op(op), comm_, &request),
-          "MPI_Iallreduce");
+    check_mpi(MPI_Iallreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()),
+                             mpi_type(t, "all_reduce_async"), mpi_op(op), comm_, &request),
+              "MPI_Iallreduce");
     return std::make_unique<MpiWork>(request, t, op, size_);
   }
 
@@ -131,9 +124,9 @@ class MpiCommunicator final : public Communicator {
     require_cpu_contiguous(t, "broadcast");
     IM_CHECK(root >= 0 && root < size_, "broadcast: root ", root, " is not a rank of ", size_);
     if (t.numel() > 0)
-      check(MPI_Bcast(t.data_ptr(), static_cast<int>(t.numel()), mpi_type(t, "broadcast"), root,
-                      comm_),
-            "MPI_Bcast");
+      check_mpi(MPI_Bcast(t.data_ptr(), static_cast<int>(t.numel()), mpi_type(t, "broadcast"), root,
+                          comm_),
+                "MPI_Bcast");
   }
 
   Tensor all_gather(const Tensor& t) override {
@@ -142,10 +135,10 @@ class MpiCommunicator final : public Communicator {
     Shape shape = src.shape();
     shape.insert(shape.begin(), size_);
     Tensor out = Tensor::empty(shape, src.dtype());
-    check(MPI_Allgather(src.data_ptr(), static_cast<int>(src.numel()), mpi_type(src, "all_gather"),
-                        out.data_ptr(), static_cast<int>(src.numel()), mpi_type(src, "all_gather"),
-                        comm_),
-          "MPI_Allgather");
+    check_mpi(MPI_Allgather(src.data_ptr(), static_cast<int>(src.numel()),
+                            mpi_type(src, "all_gather"), out.data_ptr(),
+                            static_cast<int>(src.numel()), mpi_type(src, "all_gather"), comm_),
+              "MPI_Allgather");
     return out;
   }
 
@@ -157,14 +150,15 @@ class MpiCommunicator final : public Communicator {
     Shape shape = src.shape();
     shape[0] /= size_;
     Tensor out = Tensor::empty(shape, src.dtype());
-    check(MPI_Reduce_scatter_block(src.data_ptr(), out.data_ptr(), static_cast<int>(out.numel()),
-                                   mpi_type(src, "reduce_scatter"), mpi_op(op), comm_),
-          "MPI_Reduce_scatter_block");
+    check_mpi(
+        MPI_Reduce_scatter_block(src.data_ptr(), out.data_ptr(), static_cast<int>(out.numel()),
+                                 mpi_type(src, "reduce_scatter"), mpi_op(op), comm_),
+        "MPI_Reduce_scatter_block");
     scale_for_avg(out, op, size_);
     return out;
   }
 
-  void barrier() override { check(MPI_Barrier(comm_), "MPI_Barrier"); }
+  void barrier() override { check_mpi(MPI_Barrier(comm_), "MPI_Barrier"); }
 
  private:
   MPI_Comm comm_;

@@ -7,19 +7,12 @@
 #include <map>
 
 #include "core/error.h"
+#include "dist/mpi_error.h"
 
 namespace im::dist {
 
 namespace {
 World* g_world = nullptr;
-
-void check_mpi(int code, const char* what) {
-  if (code == MPI_SUCCESS) return;
-  char text[MPI_MAX_ERROR_STRING];
-  int len = 0;
-  MPI_Error_string(code, text, &len);
-  throw Error(std::string(what) + " failed: " + std::string(text, len));
-}
 
 void finalize_at_exit() {
   int finalized = 0;
@@ -43,9 +36,9 @@ World& World::init(int* argc, char*** argv) {
   MPI_Comm_size(MPI_COMM_WORLD, &w->size_);
 
   MPI_Comm local;
-  check_mpi(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, w->rank_, MPI_INFO_NULL,
-                                &local),
-            "MPI_Comm_split_type");
+  check_mpi(
+      MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, w->rank_, MPI_INFO_NULL, &local),
+      "MPI_Comm_split_type");
   MPI_Comm_rank(local, &w->local_rank_);
   MPI_Comm_size(local, &w->local_size_);
   // A node is named by its lowest world rank; everyone learns every rank's node leader.
@@ -103,8 +96,8 @@ std::string World::node_map() const {
 }
 
 void World::abort(int exit_code, const std::string& reason) const {
-  std::fprintf(stderr, "infomamba_dist: rank %d of %d (%s) failed: %s; aborting all ranks\n",
-               rank_, size_, hostname_.c_str(), reason.c_str());
+  std::fprintf(stderr, "infomamba_dist: rank %d of %d (%s) failed: %s; aborting all ranks\n", rank_,
+               size_, hostname_.c_str(), reason.c_str());
   std::fflush(stderr);
   MPI_Abort(MPI_COMM_WORLD, exit_code);
   std::_Exit(exit_code);

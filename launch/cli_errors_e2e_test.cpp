@@ -24,9 +24,8 @@ class CliErrors : public ::testing::Test {
   void SetUp() override {
     // A tiny synthetic 28x28 dataset (10 train, 4 test samples) in two shards per split.
     dt::write_synthetic_idx_set(tmp_.path(), 10, 4, 28, 28, true);
-    const Outcome o = run_cli("data mnist --src " + tmp_.path() + " --out " + data_dir() +
-                                  " --shards 2",
-                              tmp_.path());
+    const Outcome o = run_cli(
+        "data mnist --src " + tmp_.path() + " --out " + data_dir() + " --shards 2", tmp_.path());
     ASSERT_EQ(o.exit_code, 0) << o.err;
     write_config("[data]\ndir = \"" + data_dir() + "\"\n");
   }
@@ -35,7 +34,8 @@ class CliErrors : public ::testing::Test {
   void write_config(const std::string& extra) {
     std::ofstream(config()) << "[run]\nname = \"t\"\ndir = \"" << (tmp_ / "run") << "\"\n"
                             << "[model]\npreset = \"nano\"\n[train]\nmax_steps = 2\n"
-                            << "batch_size = 4\n" << extra;
+                            << "batch_size = 4\n"
+                            << extra;
   }
   std::string shard(int i) const {
     return (fs::path(data_dir()) / im::data::shard_file_name("train", i, 2)).string();
@@ -65,7 +65,8 @@ TEST_F(CliErrors, MissingConfigFile) {
 
 TEST_F(CliErrors, UnknownConfigKeyWithSuggestion) {
   write_config("[data]\ndir = \"" + data_dir() + "\"\n[optim]\nlrr = 0.1\n");
-  expect_clean_failure(train(), {"run.toml:", "unknown key 'optim.lrr'", "did you mean 'optim.lr'"});
+  expect_clean_failure(train(),
+                       {"run.toml:", "unknown key 'optim.lrr'", "did you mean 'optim.lr'"});
 }
 
 TEST_F(CliErrors, WrongType) {
@@ -119,7 +120,8 @@ TEST_F(CliErrors, EvalOfACorruptCheckpoint) {
   ASSERT_EQ(train().exit_code, 0);
   const fs::path ckpt = fs::path(tmp_.path()) / "run/checkpoints/step_00000002";
   ASSERT_TRUE(fs::exists(ckpt / "rank_00000.h5"));
-  Outcome ok = run_cli("eval --config " + config() + " --checkpoint " + (tmp_ / "run"), tmp_.path());
+  Outcome ok =
+      run_cli("eval --config " + config() + " --checkpoint " + (tmp_ / "run"), tmp_.path());
   EXPECT_EQ(ok.exit_code, 0) << ok.err;
   EXPECT_NE(ok.out.find("test top-1"), std::string::npos);
   std::vector<uint8_t> bytes = dt::read_bytes((ckpt / "rank_00000.h5").string());
@@ -130,4 +132,24 @@ TEST_F(CliErrors, EvalOfACorruptCheckpoint) {
   EXPECT_EQ(bad.exit_code, 2) << bad.err;
   EXPECT_NE(bad.err.find("rank_00000.h5"), std::string::npos) << bad.err;
   EXPECT_NE(bad.err.find("truncated"), std::string::npos) << bad.err;
+}
+
+// --resume PATH names a checkpoint to continue: one that is missing or fails its checksum
+// is an error (exit 2, one line naming the file), never silently a fresh start.
+TEST_F(CliErrors, ResumeFromAMissingOrCorruptCheckpoint) {
+  const Outcome missing =
+      run_cli("train --config " + config() + " --resume " + (tmp_ / "nowhere"), tmp_.path());
+  expect_clean_failure(missing, {"checkpoint", tmp_ / "nowhere", "does not exist"});
+  const Outcome no_value = run_cli("train --config " + config() + " --resume", tmp_.path());
+  expect_clean_failure(no_value, {"--resume needs a value"});
+
+  ASSERT_EQ(train().exit_code, 0);
+  const fs::path ckpt = fs::path(tmp_.path()) / "run/checkpoints/step_00000002";
+  std::vector<uint8_t> bytes = dt::read_bytes((ckpt / "rank_00000.h5").string());
+  bytes[bytes.size() / 2] ^= 0x20;
+  dt::write_bytes((ckpt / "rank_00000.h5").string(), bytes);
+  const Outcome corrupt =
+      run_cli("train --config " + config() + " --resume " + ckpt.string(), tmp_.path());
+  im::launch::testing::expect_one_error_line(
+      corrupt, {(ckpt / "rank_00000.h5").string(), "fails its checksum"});
 }

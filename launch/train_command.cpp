@@ -77,18 +77,18 @@ int run_train(int argc, char** argv) {
   }
   // Agree: the lowest failing rank reports (usually rank 0, and every rank has the same
   // error), every rank exits with the worst code.
-  Tensor verdict = Tensor::from_vector<int64_t>({code, code ? rank : world.size()}, {2});
-  Tensor worst = verdict.slice(0, 0, 1).contiguous(), first = verdict.slice(0, 1, 2).contiguous();
-  comm->all_reduce(worst, dist::ReduceOp::Max);
-  comm->all_reduce(first, dist::ReduceOp::Min);
-  if (worst.data<int64_t>()[0] != 0) {
-    if (rank == first.data<int64_t>()[0]) {
+  // One MAX all-reduce: the worst code, and (negated) the lowest failing rank.
+  Tensor verdict = Tensor::from_vector<int64_t>({code, code ? -rank : -world.size()}, {2});
+  comm->all_reduce(verdict, dist::ReduceOp::Max);
+  const int64_t worst = verdict.data<int64_t>()[0], first = -verdict.data<int64_t>()[1];
+  if (worst != 0) {
+    if (rank == first) {
       const std::string who =
           world.size() > 1 && rank > 0 ? "rank " + std::to_string(rank) + ": " : "";
       std::fprintf(stderr, "infomamba_dist train: error: %s%s\n", who.c_str(), error.c_str());
       std::fflush(stderr);
     }
-    return static_cast<int>(worst.data<int64_t>()[0]);
+    return static_cast<int>(worst);
   }
 
   if (rank == 0 && world.size() > 1) {
