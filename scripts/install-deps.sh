@@ -12,6 +12,7 @@ packages=(
   libtomlplusplus-dev
   zlib1g-dev
   iproute2
+  slurm-wlm slurmctld slurmd slurm-client
   dataset-fashion-mnist
 )
 
