@@ -283,6 +283,9 @@ std::vector<ConfigKey> build_schema() {
   // [dist]
   s.push_back(integer("dist.bucket_mb", IM_FIELD(dist.bucket_mb), 25, between(1, 4096),
                       "gradient all-reduce bucket size in MiB"));
+  s.push_back(real("dist.timeout_s", IM_FIELD(dist.timeout_s), 300.0, at_least(0),
+                   "a rank waiting longer than this in one collective (a peer rank or node "
+                   "stopped responding) ends the run, exit 1; 0 = wait forever"));
   return s;
 }
 

@@ -111,6 +111,7 @@ keep = 5
 
 [dist]
 bucket_mb = 50
+timeout_s = 45.5
 )";
 
 using ConfigFile = ConfigDirTest;
@@ -189,6 +190,7 @@ TEST_F(ConfigFile, LoadsEveryKey) {
   EXPECT_EQ(c.checkpoint.every, 250);
   EXPECT_EQ(c.checkpoint.keep, 5);
   EXPECT_EQ(c.dist.bucket_mb, 50);
+  EXPECT_EQ(c.dist.timeout_s, 45.5);
 }
 
 TEST_F(ConfigFile, EveryKeyDiffersFromItsDefault) {

@@ -34,6 +34,7 @@ struct CheckpointConfig {
 // Data-parallel settings (docs/DESIGN.md, dist/).
 struct DistConfig {
   int64_t bucket_mb = 25;  // gradient all-reduce bucket size in MiB
+  double timeout_s = 300;  // longest wait in one collective before the run ends; 0 = none
 };
 
 struct RunConfig {

@@ -285,6 +285,18 @@ TEST_F(TrainMpi, ARankThatThrowsEndsEveryRank) {
   EXPECT_EQ(losses("throw").count(50), 0u);  // it did not go on training
 }
 
+// A rank that stops responding without dying (hung, or its node cut off): nothing tells
+// mpirun, so the other ranks' collective watchdog (dist.timeout_s) must end the job.
+TEST_F(TrainMpi, AHungRankEndsTheJobThroughTheCollectiveWatchdog) {
+  const Outcome o =
+      run(train_args("hang", 200, "--set dist.timeout_s=3"), 2, "INFOMAMBA_FAULT_HANG_AT_STEP=1:3");
+  EXPECT_NE(o.exit_code, 0);
+  EXPECT_LT(o.seconds, 30.0);
+  EXPECT_NE(o.err.find("rank 0 of 2"), std::string::npos) << o.err;
+  EXPECT_NE(o.err.find("did not complete within 3 s (dist.timeout_s)"), std::string::npos) << o.err;
+  EXPECT_EQ(losses("hang").count(5), 0u);  // nobody trained past the hung step
+}
+
 TEST_F(TrainMpi, AKilledRankEndsEveryRankWithin60Seconds) {
   const std::string name = "killed";
   const std::string cmd = command(3, train_args(name, 2000, "--set run.rank_logs=true")) + " >" +

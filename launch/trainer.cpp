@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <thread>
 
 #include "core/autograd.h"
 #include "data/crc32c.h"
@@ -39,15 +40,23 @@ double seconds_since(Clock::time_point t) {
 }
 
 // Fault injection for the failure-handling tests (docs/CHECKPOINT.md):
-// INFOMAMBA_FAULT_THROW_AT_STEP="RANK:STEP" makes that rank throw after finishing that step,
-// as a rank that hits a bug or a hardware error alone would.
-void maybe_inject_failure(int rank, int64_t step) {
-  static const char* spec = std::getenv("INFOMAMBA_FAULT_THROW_AT_STEP");
-  if (!spec) return;
+// Whether fault-injection variable `name`, "RANK:STEP", names this rank and step.
+bool fault_requested(const char* name, int rank, int64_t step) {
+  const char* spec = std::getenv(name);
   long long r = -1, s = -1;
-  if (std::sscanf(spec, "%lld:%lld", &r, &s) == 2 && r == rank && s == step)
+  return spec && std::sscanf(spec, "%lld:%lld", &r, &s) == 2 && r == rank && s == step;
+}
+
+// For the failure tests (docs/CHECKPOINT.md), after finishing a step:
+// INFOMAMBA_FAULT_THROW_AT_STEP="RANK:STEP" makes that rank throw, as a rank that hits a bug
+// or a hardware error alone would; INFOMAMBA_FAULT_HANG_AT_STEP="RANK:STEP" makes it stop
+// responding without dying, as a hung rank or an unreachable node does.
+void maybe_inject_failure(int rank, int64_t step) {
+  if (fault_requested("INFOMAMBA_FAULT_THROW_AT_STEP", rank, step))
     throw Error("injected failure at step " + std::to_string(step) +
                 " (INFOMAMBA_FAULT_THROW_AT_STEP)");
+  if (fault_requested("INFOMAMBA_FAULT_HANG_AT_STEP", rank, step))
+    for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
 }
 
 // Failures while opening data or building the model come from what the user gave us.

@@ -69,6 +69,7 @@ class Trainer {
   // Global total loss of every training step this process ran, in order.
   const std::vector<double>& loss_history() const { return loss_history_; }
   layers::ParameterStore& store() { return *store_; }
+  const RunConfig& config() const { return cfg_; }
   // The step training continues from (0, or the resumed checkpoint's step).
   int64_t start_step() const { return resume_ ? resume_->state.step : 0; }
   // run() stopped early on a stop signal or train.max_wall_minutes, after saving a
