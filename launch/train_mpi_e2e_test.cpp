@@ -16,6 +16,7 @@
 
 #include "data/test_util.h"
 #include "dist/checkpoint.h"
+#include "tests/process_util.h"
 
 namespace fs = std::filesystem;
 namespace dt = im::data::testing;
@@ -23,16 +24,15 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+using im::testing::slurp;
+using im::testing::spawn;
+using im::testing::wait_exit;
+
 struct Outcome {
   int exit_code = -1;
   std::string out, err;
   double seconds = 0;
 };
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 class TrainMpi : public ::testing::Test {
  protected:
@@ -125,32 +125,6 @@ class TrainMpi : public ::testing::Test {
       ASSERT_TRUE(want.count(s) && got.count(s)) << what << ": no loss for step " << s;
       EXPECT_NEAR(got.at(s), want.at(s), 1e-5 * std::abs(want.at(s))) << what << " step " << s;
     }
-  }
-
-  // Starts `cmd` in the background through `sh -c "exec ..."`, so the pid is that of the
-  // command itself (mpirun), which the test signals and waits for.
-  static pid_t spawn(const std::string& cmd) {
-    const pid_t pid = fork();
-    if (pid == 0) {
-      execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    return pid;
-  }
-
-  // Exit code of `pid` (-1: killed by a signal), or kills it and returns -2 after `limit`.
-  static int wait_exit(pid_t pid, double limit_seconds) {
-    const auto start = Clock::now();
-    int status = 0;
-    while (waitpid(pid, &status, WNOHANG) == 0) {
-      if (Clock::now() - start > std::chrono::duration<double>(limit_seconds)) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-        return -2;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   }
 
   // Waits (up to 60 s) until run `name` has logged `steps` training steps.
