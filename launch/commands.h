@@ -7,5 +7,6 @@ int run_diag(int argc, char** argv);
 int run_train(int argc, char** argv);
 int run_eval(int argc, char** argv);
 int run_export(int argc, char** argv);
+int run_bench(int argc, char** argv);
 
 }  // namespace im::launch

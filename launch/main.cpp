@@ -18,6 +18,8 @@ void print_usage() {
       "  eval    evaluate a checkpoint: eval --config FILE --checkpoint PATH\n"
       "  export  write a checkpoint's parameters to one HDF5 file (for h5py):\n"
       "          export --checkpoint PATH --out FILE.h5\n"
+      "  bench   time training steps: bench --config FILE [--set key=value ...] [--warmup N]\n"
+      "          [--steps N] [--data synthetic|real] [--json PATH] [--peak-tflops X]\n"
       "  data    convert a dataset to HDF5 shards: data fashion-mnist --out DIR [--shards N]\n"
       "  diag    show the build, the devices this machine offers, and run a smoke test\n"
       "  help    show this message\n");
@@ -35,6 +37,7 @@ int main(int argc, char** argv) {
     if (command == "train") return im::launch::run_train(argc - 1, argv + 1);
     if (command == "eval") return im::launch::run_eval(argc - 1, argv + 1);
     if (command == "export") return im::launch::run_export(argc - 1, argv + 1);
+    if (command == "bench") return im::launch::run_bench(argc - 1, argv + 1);
     if (command == "data") return im::data::run_data_command(argc - 1, argv + 1);
     if (command == "diag") return im::launch::run_diag(argc - 1, argv + 1);
     if (command == "help" || command == "--help" || command == "-h") {

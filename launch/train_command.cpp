@@ -21,6 +21,7 @@
 #include "launch/command_guard.h"
 #include "launch/commands.h"
 #include "launch/config.h"
+#include "launch/setup_agreement.h"
 #include "launch/trainer.h"
 
 namespace im::launch {
@@ -66,37 +67,12 @@ int run_train(int argc, char** argv) {
 
   // Setup: local work only, so that every rank reaches the agreement below.
   std::unique_ptr<Trainer> trainer;
-  int code = 0;
-  std::string error;
-  try {
+  const SetupStatus setup = try_setup([&] {
     const CommandArgs args = parse_args(argc, argv, false, true);
     trainer = std::make_unique<Trainer>(load_run_config(args.config, args.overrides), comm.get(),
                                         args.resume);
-  } catch (const SetupError& e) {
-    code = 2;
-    error = e.what();
-  } catch (const ConfigError& e) {
-    code = 2;
-    error = e.what();
-  } catch (const std::exception& e) {
-    code = 1;
-    error = e.what();
-  }
-  // Agree: the lowest failing rank reports (usually rank 0, and every rank has the same
-  // error), every rank exits with the worst code.
-  // One MAX all-reduce: the worst code, and (negated) the lowest failing rank.
-  Tensor verdict = Tensor::from_vector<int64_t>({code, code ? -rank : -world.size()}, {2});
-  comm->all_reduce(verdict, dist::ReduceOp::Max);
-  const int64_t worst = verdict.data<int64_t>()[0], first = -verdict.data<int64_t>()[1];
-  if (worst != 0) {
-    if (rank == first) {
-      const std::string who =
-          world.size() > 1 && rank > 0 ? "rank " + std::to_string(rank) + ": " : "";
-      std::fprintf(stderr, "infomamba_dist train: error: %s%s\n", who.c_str(), error.c_str());
-      std::fflush(stderr);
-    }
-    return static_cast<int>(worst);
-  }
+  });
+  if (const int code = agree_on_setup(*comm, "train", setup)) return code;
 
   if (rank == 0 && world.size() > 1) {
     std::printf("world: %d ranks on %d node%s: %s\n", world.size(), world.num_nodes(),

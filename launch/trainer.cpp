@@ -22,8 +22,6 @@ namespace im::launch {
 namespace fs = std::filesystem;
 
 namespace {
-enum Stream : uint64_t { kInitStream = 1, kTrainStream = 2, kDataStream = 3 };
-
 // Stop reason for train.max_wall_minutes (signal numbers are the others).
 constexpr int64_t kWallTimeStop = 1000;
 
@@ -58,18 +56,6 @@ void maybe_inject_failure(int rank, int64_t step) {
   if (fault_requested("INFOMAMBA_FAULT_HANG_AT_STEP", rank, step))
     for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
 }
-
-// Failures while opening data or building the model come from what the user gave us.
-template <typename F>
-auto as_setup_error(F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const SetupError&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw SetupError(e.what());
-  }
-}
 }  // namespace
 
 uint64_t stream_seed(uint64_t run_seed, uint64_t stream) {
@@ -96,33 +82,48 @@ void fit_model_to_dataset(layers::ModelConfig& model, const data::Dataset& datas
   }
 }
 
+void check_trainable(const RunConfig& cfg, int world) {
+  if (cfg.train.device != "cpu")
+    throw SetupError("train.device = \"" + cfg.train.device +
+                     "\": only the CPU backend trains so far (the CUDA backend is issue 6)");
+  if (cfg.train.precision != "fp32")
+    throw SetupError("train.precision = \"" + cfg.train.precision +
+                     "\": bf16 training arrives with the CUDA backend; use \"fp32\"");
+  if (cfg.train.batch_size < world)
+    throw SetupError("train.batch_size = " + std::to_string(cfg.train.batch_size) +
+                     " is the global batch and is smaller than the " + std::to_string(world) +
+                     " ranks: every rank needs at least one sample per step");
+}
+
+data::LoaderOptions training_loader_options(const RunConfig& cfg, int rank, int world) {
+  data::LoaderOptions o = data::LoaderOptions::for_training(cfg.data, cfg.train.batch_size,
+                                                            stream_seed(cfg.seed, kDataStream));
+  o.rank = rank;
+  o.world_size = world;
+  return o;
+}
+
+data::Dataset open_training_split(const RunConfig& cfg, int rank, int world) {
+  return as_setup_error([&] {
+    // A rank reads only the training shards its columns of the batches draw from.
+    std::vector<int> shards;
+    if (world > 1)
+      shards = data::shards_for_rank(
+          data::Dataset::shard_sizes(cfg.data.dir, cfg.data.train_split, cfg.data.train_subset),
+          training_loader_options(cfg, rank, world));
+    return data::Dataset::open(cfg.data.dir, cfg.data.train_split, cfg.data.train_subset, shards);
+  });
+}
+
 Trainer::Trainer(RunConfig cfg, dist::Communicator* comm, const std::string& resume)
     : cfg_(std::move(cfg)),
       comm_(comm),
       log_(comm ? comm->rank() : 0, comm ? comm->size() : 1),
       init_gen_(stream_seed(cfg_.seed, kInitStream)),
       train_gen_(stream_seed(cfg_.seed, kTrainStream)) {
-  if (cfg_.train.device != "cpu")
-    throw SetupError("train.device = \"" + cfg_.train.device +
-                     "\": only the CPU backend trains so far (the CUDA backend is issue 6)");
-  if (cfg_.train.precision != "fp32")
-    throw SetupError("train.precision = \"" + cfg_.train.precision +
-                     "\": bf16 training arrives with the CUDA backend; use \"fp32\"");
   const int world = comm_ ? comm_->size() : 1;
-  if (cfg_.train.batch_size < world)
-    throw SetupError("train.batch_size = " + std::to_string(cfg_.train.batch_size) +
-                     " is the global batch and is smaller than the " + std::to_string(world) +
-                     " ranks: every rank needs at least one sample per step");
-  train_set_ = as_setup_error([&] {
-    // A rank reads only the training shards its columns of the batches draw from.
-    std::vector<int> shards;
-    if (world > 1)
-      shards = data::shards_for_rank(
-          data::Dataset::shard_sizes(cfg_.data.dir, cfg_.data.train_split, cfg_.data.train_subset),
-          train_loader_options());
-    return data::Dataset::open(cfg_.data.dir, cfg_.data.train_split, cfg_.data.train_subset,
-                               shards);
-  });
+  check_trainable(cfg_, world);
+  train_set_ = open_training_split(cfg_, comm_ ? comm_->rank() : 0, world);
   test_set_ = as_setup_error([&] {
     return data::Dataset::open(cfg_.data.dir, cfg_.data.test_split, cfg_.data.test_subset);
   });
@@ -153,14 +154,6 @@ Trainer::Trainer(RunConfig cfg, dist::Communicator* comm, const std::string& res
 }
 
 Trainer::~Trainer() = default;
-
-data::LoaderOptions Trainer::train_loader_options() const {
-  data::LoaderOptions o = data::LoaderOptions::for_training(cfg_.data, cfg_.train.batch_size,
-                                                            stream_seed(cfg_.seed, kDataStream));
-  o.rank = comm_ ? comm_->rank() : 0;
-  o.world_size = comm_ ? comm_->size() : 1;
-  return o;
-}
 
 void Trainer::synchronise_initial_parameters() {
   // Every rank built the model from the same seed; broadcasting rank 0's values makes
@@ -290,8 +283,7 @@ EvalResult Trainer::run() {
   };
 
   // Collective setup: same parameters everywhere, the same checkpoint resumed everywhere,
-  // a separate communicator for the losses' batch statistics, the gradient reducer.
-  layers::BatchReduce batch_reduce;
+  // then the step (a separate communicator for the losses' batch statistics, the reducer).
   if (distributed()) {
     Tensor step =
         Tensor::scalar(resume_ ? static_cast<double>(resume_->state.step) : -1.0, DType::Float64);
@@ -303,13 +295,8 @@ EvalResult Trainer::run() {
              "(steps ",
              lowest.item(), " and ", step.item(), "): is run.dir on a shared filesystem?");
     synchronise_initial_parameters();
-    stats_comm_ = comm_->duplicate();
-    dist::Communicator* stats = stats_comm_.get();
-    batch_reduce.reduce = [stats](Tensor& t) { stats->all_reduce(t, dist::ReduceOp::Sum); };
-    dist::ReducerOptions reducer_options;
-    reducer_options.bucket_bytes = cfg_.dist.bucket_mb << 20;
-    reducer_ = std::make_unique<dist::GradientReducer>(*store_, *comm_, reducer_options);
   }
+  TrainStep train_step(*model_, *store_, *optimizer_, cfg_, comm_, train_gen_);
 
   int64_t step = 0, epoch = 0;
   data::SamplerCursor start;
@@ -329,7 +316,7 @@ EvalResult Trainer::run() {
     log_.info(note);
   }
 
-  data::Loader loader(*train_set_, train_loader_options(), start);
+  data::Loader loader(*train_set_, training_loader_options(cfg_, rank, world), start);
   const int64_t steps_per_epoch = loader.batches_per_epoch();
   int64_t total_steps = steps_per_epoch * cfg_.train.epochs;
   if (cfg_.train.max_steps > 0) total_steps = std::min(total_steps, cfg_.train.max_steps);
@@ -371,8 +358,6 @@ EvalResult Trainer::run() {
   int64_t window_correct = 0, window_samples = 0, window_steps = 0;
   int64_t last_saved = resume_ ? step : -1;
   std::optional<EvalResult> last_eval;
-  layers::ForwardContext ctx{&train_gen_, Tensor()};
-  if (distributed()) ctx.batch = &batch_reduce;
 
   auto run_eval = [&](int64_t at_step, int64_t at_epoch) {
     last_eval = evaluate();
@@ -396,26 +381,13 @@ EvalResult Trainer::run() {
       continue;
     }
     const double lr = layers::learning_rate(schedule, cfg_.optim.lr, step);
-    store_->zero_grad();
-    batch_reduce.offset = batch->global_offset;
-    batch_reduce.global_size = batch->global_size;
-    const layers::ModelOutput out = model_->forward(batch->inputs, ctx);
-    const layers::LossTerms terms =
-        layers::compute_losses(out, model_->prototypes(), batch->labels, cfg_.loss, ctx.batch);
-    // The loss is global (the same on every rank), so every rank stops here together.
-    const double loss = terms.total.item();
-    if (!std::isfinite(loss))
-      throw DivergedError("training diverged: the loss is " + std::to_string(loss) + " at step " +
-                          std::to_string(step + 1) + "; nothing was updated with it");
-    if (reducer_) reducer_->prepare(true);
-    terms.total.backward();
-    if (reducer_) reducer_->finish();
-    const double grad_norm = layers::clip_grad_norm(*store_, cfg_.optim.grad_clip);
-    optimizer_->step(lr);
+    const StepResult result = train_step.run(*batch, lr, step);
+    const double loss = result.loss, grad_norm = result.grad_norm;
+    const layers::LossTerms& terms = result.terms;
     ++step;
     maybe_inject_failure(rank, step);
 
-    const layers::Accuracy acc = layers::count_correct(out.logits, batch->labels);
+    const layers::Accuracy acc = layers::count_correct(result.out.logits, batch->labels);
     loss_history_.push_back(loss);
     window_loss += loss;
     window_correct += acc.top1;

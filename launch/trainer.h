@@ -17,29 +17,16 @@
 #include "dist/checkpoint.h"
 #include "dist/communicator.h"
 #include "dist/rank_log.h"
-#include "dist/reducer.h"
 #include "launch/metrics.h"
+#include "launch/setup_error.h"
 #include "launch/train_config.h"
+#include "launch/train_step.h"
 #include "layers/infomamba.h"
 #include "layers/losses.h"
 #include "layers/optimizer.h"
 #include "layers/parameter_store.h"
 
 namespace im::launch {
-
-// A problem with what the user gave us (config, data, checkpoint): the command prints
-// it as one line and exits 2, before any training has happened.
-class SetupError : public Error {
- public:
-  explicit SetupError(const std::string& what) : Error(what) {}
-};
-
-// The loss stopped being finite. Every rank sees the same (global) loss, so every rank
-// throws this at the same step: no rank needs to abort the others.
-class DivergedError : public Error {
- public:
-  explicit DivergedError(const std::string& what) : Error(what) {}
-};
 
 struct EvalResult {
   double top1 = 0, top5 = 0;
@@ -51,7 +38,19 @@ struct EvalResult {
 void fit_model_to_dataset(layers::ModelConfig& model, const data::Dataset& dataset);
 
 // Independent random streams of one run, each a Philox key derived from the run seed.
+enum RunStream : uint64_t { kInitStream = 1, kTrainStream = 2, kDataStream = 3 };
 uint64_t stream_seed(uint64_t run_seed, uint64_t stream);
+
+// Throws SetupError when this build cannot train `cfg` on `world` ranks (device, precision,
+// a global batch smaller than the number of ranks).
+void check_trainable(const RunConfig& cfg, int world);
+
+// The training loader of rank `rank` of `world`: its slice of every global batch.
+data::LoaderOptions training_loader_options(const RunConfig& cfg, int rank, int world);
+
+// Opens the training split, reading only the shards behind this rank's columns of the
+// batches. Throws SetupError.
+data::Dataset open_training_split(const RunConfig& cfg, int rank, int world);
 
 class Trainer {
  public:
@@ -78,21 +77,18 @@ class Trainer {
 
  private:
   bool distributed() const { return comm_ && comm_->size() > 1; }
-  data::LoaderOptions train_loader_options() const;
   void synchronise_initial_parameters();
   dist::TrainingState training_state(int64_t step, int64_t epoch,
                                      const data::SamplerCursor& cursor) const;
 
   RunConfig cfg_;
   dist::Communicator* comm_ = nullptr;
-  std::unique_ptr<dist::Communicator> stats_comm_;  // the losses' batch statistics
   dist::RankLog log_;
   std::optional<data::Dataset> train_set_, test_set_;
   Generator init_gen_, train_gen_;
   std::unique_ptr<layers::InfoMamba> model_;
   std::unique_ptr<layers::ParameterStore> store_;
   std::unique_ptr<layers::AdamW> optimizer_;
-  std::unique_ptr<dist::GradientReducer> reducer_;
   std::optional<dist::CheckpointContents> resume_;
   std::vector<double> loss_history_;
   int stop_reason_ = 0;  // the agreed stop: a signal number, or kWallTimeStop

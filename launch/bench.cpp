@@ -1,0 +1,113 @@
+#include "launch/bench.h"
+
+#include <sys/resource.h>
+
+#include <chrono>
+
+#include "launch/setup_error.h"
+#include "launch/synthetic_batch.h"
+#include "launch/train_step.h"
+#include "launch/trainer.h"
+
+namespace im::launch {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// This process's peak resident set so far, in MB (Linux reports ru_maxrss in KiB).
+double peak_host_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;
+}
+
+constexpr int kFields = 6;  // per step: data, forward, backward, comm, optimizer, total
+}  // namespace
+
+Bench::Bench(RunConfig cfg, BenchOptions options, dist::Communicator* comm)
+    : cfg_(std::move(cfg)),
+      options_(options),
+      comm_(comm),
+      init_gen_(stream_seed(cfg_.seed, kInitStream)),
+      train_gen_(stream_seed(cfg_.seed, kTrainStream)) {
+  const int rank = comm_ ? comm_->rank() : 0, world = comm_ ? comm_->size() : 1;
+  check_trainable(cfg_, world);
+  if (options_.real_data) {
+    data::Dataset train_set = open_training_split(cfg_, rank, world);
+    as_setup_error([&] {
+      fit_model_to_dataset(cfg_.model, train_set);
+      loader_ = std::make_unique<data::Loader>(std::move(train_set),
+                                               training_loader_options(cfg_, rank, world));
+    });
+    if (loader_->batches_per_epoch() == 0)
+      throw SetupError("data.train_split '" + cfg_.data.train_split + "' in " + cfg_.data.dir +
+                       " has fewer samples than one global batch of " +
+                       std::to_string(cfg_.train.batch_size));
+  }
+  // The same model, parameter store and optimiser that `train` builds from this config.
+  as_setup_error([&] { model_ = std::make_unique<layers::InfoMamba>(cfg_.model, init_gen_); });
+  store_ = std::make_unique<layers::ParameterStore>(*model_, DType::Float32);
+  optimizer_ = std::make_unique<layers::AdamW>(*store_, cfg_.optim);
+  if (!options_.real_data)
+    synthetic_ = synthetic_batch(cfg_.model, cfg_.train.batch_size, rank, world,
+                                 stream_seed(cfg_.seed, kDataStream));
+}
+
+Bench::~Bench() = default;
+
+data::Batch Bench::next_batch() {
+  if (!loader_) return synthetic_;
+  std::optional<data::Batch> batch = loader_->next();
+  if (!batch) batch = loader_->next();  // the end of an epoch; the next one starts
+  IM_CHECK(batch.has_value(), "bench: the training loader gave no batch after an epoch's end");
+  return std::move(*batch);
+}
+
+BenchMeasurement Bench::run() {
+  // Every rank built the same parameters from the same seed; unlike `train`, nothing here
+  // depends on their values being identical, so they are not broadcast.
+  TrainStep train_step(*model_, *store_, *optimizer_, cfg_, comm_, train_gen_);
+  model_->train();
+  std::vector<StepTiming> timed;
+  for (int64_t i = 0; i < options_.warmup + options_.steps; ++i) {
+    StepTiming t;
+    const Clock::time_point start = Clock::now();
+    const data::Batch batch = next_batch();
+    t.data = seconds_since(start);
+    // A constant learning rate: the schedule changes nothing that takes time.
+    train_step.run(batch, cfg_.optim.lr, i, &t.phases);
+    t.total = seconds_since(start);
+    if (i >= options_.warmup) timed.push_back(t);
+  }
+
+  // One MAX all-reduce after the timed loop, so agreeing adds nothing to any step: per step
+  // the slowest rank's time in each phase, and the largest peak memory.
+  const size_t n = timed.size();
+  std::vector<double> flat;
+  flat.reserve(kFields * n + 1);
+  for (const StepTiming& t : timed)
+    for (double v :
+         {t.data, t.phases.forward, t.phases.backward, t.phases.comm, t.phases.optimizer, t.total})
+      flat.push_back(v);
+  flat.push_back(peak_host_mb());
+  Tensor agreed = Tensor::from_vector<double>(flat, {static_cast<int64_t>(flat.size())});
+  if (comm_ && comm_->size() > 1) comm_->all_reduce(agreed, dist::ReduceOp::Max);
+  const double* a = agreed.data<double>();
+  BenchMeasurement m;
+  for (size_t i = 0; i < n; ++i) {
+    const double* f = a + kFields * i;
+    StepTiming t;
+    t.data = f[0];
+    t.phases = {f[1], f[2], f[3], f[4]};
+    t.total = f[5];
+    m.steps.push_back(t);
+  }
+  m.peak_host_mb = a[kFields * n];
+  return m;
+}
+
+}  // namespace im::launch

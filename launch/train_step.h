@@ -1,0 +1,72 @@
+// One data-parallel training step (forward, losses, backward with the gradient all-reduce
+// overlapping it, clipping, AdamW), the one code path that both `train` (launch/trainer.cpp)
+// and `bench` (launch/bench.cpp) run, so the benchmark measures exactly what trains.
+#pragma once
+
+#include <memory>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "data/collate.h"
+#include "dist/communicator.h"
+#include "dist/reducer.h"
+#include "launch/train_config.h"
+#include "layers/batch_reduce.h"
+#include "layers/infomamba.h"
+#include "layers/losses.h"
+#include "layers/optimizer.h"
+#include "layers/parameter_store.h"
+
+namespace im::launch {
+
+// The loss stopped being finite. Every rank sees the same (global) loss, so every rank
+// throws this at the same step: no rank needs to abort the others.
+class DivergedError : public Error {
+ public:
+  explicit DivergedError(const std::string& what) : Error(what) {}
+};
+
+// Wall-clock seconds of a step's phases on this rank (docs/PERFORMANCE.md).
+struct StepPhases {
+  double forward = 0;    // model forward and losses (their batch statistics' all-reduces too)
+  double backward = 0;   // backward; gradient buckets start their all-reduces during it
+  double comm = 0;       // waiting on the reducer after backward: what overlap did not hide
+  double optimizer = 0;  // zeroing gradients, clipping, AdamW
+};
+
+struct StepResult {
+  layers::ModelOutput out;
+  layers::LossTerms terms;
+  double loss = 0;       // global total loss (the same on every rank)
+  double grad_norm = 0;  // before clipping
+};
+
+class TrainStep {
+ public:
+  // With `comm` of more than one rank this is collective: it duplicates `comm` for the
+  // losses' batch statistics and builds the gradient reducer (dist.bucket_mb). Everything
+  // passed must outlive the step; `gen` draws drop-path masks.
+  TrainStep(layers::InfoMamba& model, layers::ParameterStore& store, layers::AdamW& optimizer,
+            const RunConfig& cfg, dist::Communicator* comm, Generator& gen);
+  ~TrainStep();
+  TrainStep(const TrainStep&) = delete;
+  TrainStep& operator=(const TrainStep&) = delete;
+
+  // Trains on this rank's slice of a global batch at learning rate `lr`. `step` (0-based)
+  // names the step in the divergence error, thrown before anything is updated. With
+  // `phases`, records how long each phase took.
+  StepResult run(const data::Batch& batch, double lr, int64_t step, StepPhases* phases = nullptr);
+
+ private:
+  layers::InfoMamba& model_;
+  layers::ParameterStore& store_;
+  layers::AdamW& optimizer_;
+  const layers::LossConfig loss_;
+  const double grad_clip_;
+  std::unique_ptr<dist::Communicator> stats_comm_;  // the losses' batch statistics
+  layers::BatchReduce batch_reduce_;
+  std::unique_ptr<dist::GradientReducer> reducer_;
+  layers::ForwardContext ctx_;
+};
+
+}  // namespace im::launch
