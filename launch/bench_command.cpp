@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "dist/mpi_communicator.h"
 #include "dist/world.h"
+#include "dist/world_communicator.h"
 #include "launch/bench.h"
 #include "launch/bench_report.h"
 #include "launch/cli_flags.h"
@@ -108,7 +108,9 @@ void write_json(const std::string& path, const std::string& json) {
 
 int run_bench(int argc, char** argv) {
   dist::World& world = dist::World::init(nullptr, nullptr);
-  const std::unique_ptr<dist::Communicator> comm = dist::make_mpi_communicator(world.comm());
+  // As in train: a hung or cut-off rank ends the run after dist.timeout_s.
+  const dist::WatchedWorld watched = dist::watched_world_communicator(world);
+  const std::unique_ptr<dist::Communicator>& comm = watched.comm;
   const int rank = world.rank();
 
   // Setup: local work only, so that every rank reaches the agreement below.
@@ -122,6 +124,7 @@ int run_bench(int argc, char** argv) {
   });
   if (const int code = agree_on_setup(*comm, "bench", setup)) return code;
 
+  watched.watchdog->set_timeout(bench->config().dist.timeout_s);
   BenchSetup b;
   b.name = bench->config().name;
   b.data = args.options.real_data ? "real" : "synthetic";

@@ -13,10 +13,9 @@
 #include <vector>
 
 #include "dist/checkpoint.h"
-#include "dist/mpi_communicator.h"
 #include "dist/stop_signal.h"
-#include "dist/watched_communicator.h"
 #include "dist/world.h"
+#include "dist/world_communicator.h"
 #include "launch/cli_flags.h"
 #include "launch/command_guard.h"
 #include "launch/commands.h"
@@ -57,13 +56,10 @@ int run_train(int argc, char** argv) {
   dist::World& world = dist::World::init(nullptr, nullptr);
   dist::install_stop_handlers();  // after MPI_Init, so these are the handlers in force
   const int rank = world.rank();
-  // Off until the config is read: setup (opening data, reading a checkpoint to resume)
-  // may legitimately keep the other ranks waiting for long.
-  const auto watchdog = std::make_shared<dist::CollectiveWatchdog>(
-      "rank " + std::to_string(rank) + " of " + std::to_string(world.size()) + " (" +
-      world.hostname() + ")");
-  const std::unique_ptr<dist::Communicator> comm =
-      dist::watch_collectives(dist::make_mpi_communicator(world.comm()), watchdog);
+  // The watchdog is off until the config is read: setup (opening data, reading a
+  // checkpoint to resume) may legitimately keep the other ranks waiting for long.
+  const dist::WatchedWorld watched = dist::watched_world_communicator(world);
+  const std::unique_ptr<dist::Communicator>& comm = watched.comm;
 
   // Setup: local work only, so that every rank reaches the agreement below.
   std::unique_ptr<Trainer> trainer;
@@ -79,7 +75,7 @@ int run_train(int argc, char** argv) {
                 world.num_nodes() == 1 ? "" : "s", world.node_map().c_str());
     std::fflush(stdout);
   }
-  watchdog->set_timeout(trainer->config().dist.timeout_s);
+  watched.watchdog->set_timeout(trainer->config().dist.timeout_s);
   try {
     trainer->run();
     return trainer->stopped_for_requeue() ? dist::kRequeueExitCode : 0;

@@ -163,7 +163,8 @@ class SlurmTrain : public ::testing::Test {
     EXPECT_NE(out.find("requeueing job " + id), std::string::npos) << out;
     EXPECT_NE(out.find("resuming from " + scratch_->step_dir(name, stopped)), std::string::npos)
         << out;
-    EXPECT_NE(out.find("train.sbatch: training finished"), std::string::npos) << out << daemon_logs();
+    EXPECT_NE(out.find("train.sbatch: training finished"), std::string::npos)
+        << out << daemon_logs();
     // Same world size, same data order, restored optimiser and RNG state: bitwise equal.
     EXPECT_EQ(ClusterScratch::params(scratch_->step_dir(name, kSteps)), reference_params());
   }
@@ -233,6 +234,31 @@ TEST_F(SlurmTrain, CancelledJobSavesAndIsNotRequeued) {
       << out;
   EXPECT_EQ(im::dist::read_checkpoint(scratch_->step_dir(name, std::stoll(m[1])), true).state.step,
             std::stoll(m[1]));
+}
+
+// slurm/sweep.sh: one bench job per size, then one table with the efficiency column.
+TEST_F(SlurmTrain, SweepRunsABenchJobPerSizeAndTabulatesThem) {
+  const std::string out = scratch_->root() + "/sweep";
+  const ShellResult r = shell(
+      "cd " + scratch_->root() + " && IM_BINARY=" + IM_BINARY + " " + kSlurmDir +
+      "/sweep.sh --tasks 1,2 --per-rank-batch 8 --out " + out + " " + IM_SOURCE_DIR +
+      "/configs/fmnist_nano.toml --warmup 1 --steps 3 --set model.d_model=32 --set model.depth=2");
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err << slurp(out + "/logs/n001_r0001.out")
+                            << slurp(out + "/logs/n001_r0002.out");
+  std::ifstream csv(out + "/results.csv");
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(csv, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 3u) << r.out;
+  EXPECT_EQ(lines[0],
+            "nodes,ranks,global_batch,samples_per_s,samples_per_s_per_rank,step_ms,comm_ms,data_ms,"
+            "speedup,efficiency");
+  // Weak scaling: 8 samples per rank; the smallest size is the base of the efficiency.
+  EXPECT_EQ(lines[1].rfind("1,1,8,", 0), 0u) << lines[1];
+  EXPECT_EQ(lines[1].substr(lines[1].size() - 10), ",1.00,1.00") << lines[1];
+  EXPECT_EQ(lines[2].rfind("1,2,16,", 0), 0u) << lines[2];
+  const std::string md = slurp(out + "/results.md");
+  EXPECT_NE(md.find("| nodes | ranks | global batch | samples/s"), std::string::npos) << md;
+  EXPECT_NE(r.out.find("wrote " + out + "/results.csv"), std::string::npos) << r.out;
 }
 
 }  // namespace

@@ -104,8 +104,9 @@ binary=${IM_BINARY:-$PWD/build/launch/infomamba_dist}
 mkdir -p "$out"/results "$out"/logs
 out=$(realpath "$out")
 jobs=() names=()
-submit_point() {  # nodes, ranks per node
+submit_point() {  # nodes, ranks per node, bench flags...
   local n=$1 g=$2 ranks=$(( $1 * $2 ))
+  shift 2
   local name
   name=$(printf 'n%03d_r%04d' "$n" "$ranks")
   local flags=(bench --config "$config" --json "$out/results/$name.json")
