@@ -19,11 +19,15 @@ export SLURM_CONF=$dir/slurm.conf
 write_conf() {
   mkdir -p "$dir"/{state,spool,run,log,tmp}
   # SlurmdParameters=config_overrides lets a small machine declare CPUS cpus;
-  # EnforcePartLimits=ALL rejects a job that can never fit instead of leaving it pending.
+  # EnforcePartLimits=ALL rejects a job that can never fit instead of leaving it pending;
+  # cred_expire (default 120 s) is also how long a requeued job waits before it may start
+  # again: short here, so preemption tests need not wait two minutes; and a scheduling
+  # pass every second (default 60 s) starts it as soon as it may.
   cat >"$SLURM_CONF" <<CONF
 ClusterName=imlocal
 SlurmctldHost=localhost
 AuthType=auth/none
+AuthInfo=cred_expire=5
 CredType=cred/none
 SlurmUser=root
 StateSaveLocation=$dir/state
@@ -40,6 +44,7 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
+SchedulerParameters=sched_interval=1
 SlurmdParameters=config_overrides
 EnforcePartLimits=ALL
 MpiDefault=pmix
