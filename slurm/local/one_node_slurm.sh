@@ -4,7 +4,9 @@
 #
 #   slurm/local/one_node_slurm.sh start DIR [CPUS]   write DIR/slurm.conf, start slurmctld and slurmd,
 #                                             wait until the node is idle
-#   slurm/local/one_node_slurm.sh stop DIR           scontrol shutdown, then kill what is left by PID
+#   slurm/local/one_node_slurm.sh stop DIR           cancel every job still there (their steps and
+#                                                   processes end with them), scontrol shutdown,
+#                                                   then kill the daemons left by PID
 #
 # After start, `export SLURM_CONF=DIR/slurm.conf` points sbatch, squeue and scontrol at it.
 set -euo pipefail
@@ -80,6 +82,16 @@ case $action in
     ;;
   stop)
     [ -f "$SLURM_CONF" ] || exit 0
+    # A job left running (a test that failed half-way) would outlive the daemons.
+    jobs=$(timeout 10 squeue -h -o %i 2>/dev/null || true)
+    if [ -n "$jobs" ]; then
+      # shellcheck disable=SC2086 # one word per job id
+      timeout 10 scancel --full $jobs 2>/dev/null || true
+      for _ in $(seq 1 150); do
+        [ -z "$(timeout 10 squeue -h -o %i 2>/dev/null || true)" ] && break
+        sleep 0.1
+      done
+    fi
     timeout 10 scontrol shutdown >/dev/null 2>&1 || true
     for _ in $(seq 1 50); do
       [ -f "$dir/run/slurmctld.pid" ] || [ -f "$dir/run/slurmd.pid" ] || break
