@@ -1,4 +1,5 @@
-// `infomamba_dist train --config FILE [--set key=value ...] [--resume auto|PATH]` and
+// `infomamba_dist train --config FILE [--set key=value ...] [--resume auto|PATH]
+// [--stop-file PATH]` and
 // `infomamba_dist eval --config FILE --checkpoint PATH [--set key=value ...]`.
 //
 // Under mpirun, train is data-parallel over the ranks. Failures follow docs/DESIGN.md:
@@ -30,7 +31,8 @@ namespace {
 struct CommandArgs {
   std::string config;
   std::string checkpoint;
-  std::string resume;  // "", "auto" or a checkpoint path
+  std::string resume;     // "", "auto" or a checkpoint path
+  std::string stop_file;  // train: stop (save, exit 75) when this file appears
   std::vector<std::string> overrides;
 };
 
@@ -41,7 +43,10 @@ CommandArgs parse_args(int argc, char** argv, bool wants_checkpoint, bool wants_
       {"--config", [&](const std::string& v) { a.config = v; }},
       {"--set", [&](const std::string& v) { a.overrides.push_back(v); }},
   };
-  if (wants_resume) flags.push_back({"--resume", [&](const std::string& v) { a.resume = v; }});
+  if (wants_resume) {
+    flags.push_back({"--resume", [&](const std::string& v) { a.resume = v; }});
+    flags.push_back({"--stop-file", [&](const std::string& v) { a.stop_file = v; }});
+  }
   if (wants_checkpoint)
     flags.push_back({"--checkpoint", [&](const std::string& v) { a.checkpoint = v; }});
   parse_flags(argc, argv, flags);
@@ -67,6 +72,7 @@ int run_train(int argc, char** argv) {
     const CommandArgs args = parse_args(argc, argv, false, true);
     trainer = std::make_unique<Trainer>(load_run_config(args.config, args.overrides), comm.get(),
                                         args.resume);
+    trainer->set_stop_file(args.stop_file);
   });
   if (const int code = agree_on_setup(*comm, "train", setup)) return code;
 

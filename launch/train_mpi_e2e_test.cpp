@@ -349,6 +349,25 @@ TEST_F(TrainMpi, SigusrToMpirunSavesExitsForRequeueAndResumesExactly) {
   EXPECT_EQ(params(step_dir("preempt", 30)), params(step_dir("unpreempted", 30)));
 }
 
+// A launcher that passes no signal on (mpirun builds differ): the batch script creates the
+// stop file instead, and the ranks stop the same way.
+TEST_F(TrainMpi, TheStopFileSavesAndExits75) {
+  const std::string name = "stopfile", stop_file = root_ + "/stop-request";
+  const pid_t mpirun = spawn(
+      command(2, train_args(name, 200, "--set checkpoint.every=0") + " --stop-file " + stop_file) +
+      " >" + root_ + "/stopfile.out 2>" + root_ + "/stopfile.err");
+  ASSERT_TRUE(wait_for_steps(name, 3)) << slurp(root_ + "/stopfile.err");
+  std::ofstream(stop_file).put('\n');
+  EXPECT_EQ(wait_exit(mpirun, 60), 75) << slurp(root_ + "/stopfile.err");
+  const std::string out = slurp(root_ + "/stopfile.out");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(
+      out, m, std::regex("stopping at step (\\d+) of 200 on the stop file " + stop_file)))
+      << out;
+  EXPECT_EQ(im::dist::read_checkpoint(step_dir(name, std::stoll(m[1])), true).state.step,
+            std::stoll(m[1]));
+}
+
 // srun and Slurm's time limit send SIGTERM to every task: the same save and exit 75.
 TEST_F(TrainMpi, SigtermToEveryRankSavesAndExits75) {
   const std::string name = "sigterm";

@@ -22,11 +22,13 @@ namespace im::launch {
 namespace fs = std::filesystem;
 
 namespace {
-// Stop reason for train.max_wall_minutes (signal numbers are the others).
+// Stop reasons besides signal numbers: train.max_wall_minutes, and the stop file.
 constexpr int64_t kWallTimeStop = 1000;
+constexpr int64_t kStopFileStop = 1001;
 
-std::string stop_reason_name(int64_t reason) {
+std::string stop_reason_name(int64_t reason, const std::string& stop_file) {
   if (reason == kWallTimeStop) return "train.max_wall_minutes";
+  if (reason == kStopFileStop) return "the stop file " + stop_file;
   if (reason == SIGUSR1) return "SIGUSR1";
   if (reason == SIGTERM) return "SIGTERM";
   return "signal " + std::to_string(reason);
@@ -352,6 +354,7 @@ EvalResult Trainer::run() {
   }
   model_->train();
   const auto start_time = Clock::now();
+  auto last_stop_file_check = start_time - std::chrono::seconds(1);
   const int64_t first_step = step;
   auto window_start = start_time;
   double window_loss = 0;
@@ -434,6 +437,14 @@ EvalResult Trainer::run() {
     if (!stop && cfg_.train.max_wall_minutes > 0 &&
         seconds_since(start_time) > 60 * cfg_.train.max_wall_minutes)
       stop = kWallTimeStop;
+    // Rank 0 alone looks for the stop file, at most once a second: a stat per step on
+    // every rank would load a shared filesystem for nothing.
+    if (!stop && !stop_file_.empty() && (!comm_ || comm_->rank() == 0) &&
+        seconds_since(last_stop_file_check) >= 1.0) {
+      last_stop_file_check = Clock::now();
+      std::error_code ec;
+      if (fs::exists(stop_file_, ec)) stop = kStopFileStop;
+    }
     if (distributed()) {
       Tensor agreed = Tensor::from_vector<int64_t>({stop}, {1});
       comm_->all_reduce(agreed, dist::ReduceOp::Max);
@@ -443,9 +454,9 @@ EvalResult Trainer::run() {
       const std::string dir = last_saved == step ? std::string() : save(step, epoch);
       stop_reason_ = static_cast<int>(stop);
       log_.info("stopping at step " + std::to_string(step) + " of " + std::to_string(total_steps) +
-                " on " + stop_reason_name(stop) + (dir.empty() ? "" : ": checkpoint " + dir) +
-                "; exit " + std::to_string(dist::kRequeueExitCode) +
-                " (requeue; --resume auto continues)");
+                " on " + stop_reason_name(stop, stop_file_) +
+                (dir.empty() ? "" : ": checkpoint " + dir) + "; exit " +
+                std::to_string(dist::kRequeueExitCode) + " (requeue; --resume auto continues)");
       return last_eval.value_or(EvalResult{});
     }
   }

@@ -74,6 +74,9 @@ class Trainer {
   // run() stopped early on a stop signal or train.max_wall_minutes, after saving a
   // checkpoint: the command exits dist::kRequeueExitCode.
   bool stopped_for_requeue() const { return stop_reason_ != 0; }
+  // A file whose appearance stops the run like SIGUSR1 (train --stop-file): for launchers
+  // that do not pass signals on to the ranks. Checked by rank 0, at most once a second.
+  void set_stop_file(std::string path) { stop_file_ = std::move(path); }
 
  private:
   bool distributed() const { return comm_ && comm_->size() > 1; }
@@ -91,7 +94,8 @@ class Trainer {
   std::unique_ptr<layers::AdamW> optimizer_;
   std::optional<dist::CheckpointContents> resume_;
   std::vector<double> loss_history_;
-  int stop_reason_ = 0;  // the agreed stop: a signal number, or kWallTimeStop
+  int stop_reason_ = 0;
+  std::string stop_file_;  // the agreed stop: a signal number, or kWallTimeStop
 };
 
 // Evaluates `model` on `dataset` in batches (eval mode, no gradients). With `comm` (more

@@ -11,10 +11,12 @@ cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DINFOMAMBA_CUDA=ON 
 cmake --build build-gpu -j 16 > "$out/build.log" 2>&1 || { grep -E "error|FAILED" "$out/build.log" | head -40; exit 1; }
 ./build-gpu/launch/infomamba_dist diag | tee "$out/diag.txt"
 (cd build-gpu && ctest -L gpu --output-on-failure) 2>&1 | tee "$out/ctest-gpu.log" | tail -25
-(cd build-gpu && ctest -j 16 -LE gpu) 2>&1 | tee "$out/ctest-cpu.log" | tail -5
+(cd build-gpu && ctest -j 16 -LE "gpu|slurm") 2>&1 | tee "$out/ctest-cpu.log" | tail -5
 if command -v compute-sanitizer >/dev/null || [ -x /usr/local/cuda/bin/compute-sanitizer ]; then
   cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-  "$cs" --tool memcheck --error-exitcode 3 ./build-gpu/kernels/cuda_kernel_tests \
-    > "$out/memcheck.log" 2>&1
-  echo "compute-sanitizer memcheck exit code: $? ($(grep -E 'ERROR SUMMARY' "$out/memcheck.log"))"
+  for t in kernels/cuda_kernel_tests core/core_gpu_tests; do
+    log="$out/memcheck-$(basename "$t").log"
+    "$cs" --tool memcheck --error-exitcode 3 "./build-gpu/$t" > "$log" 2>&1
+    echo "compute-sanitizer memcheck $t: exit code $? ($(grep -E 'ERROR SUMMARY' "$log"))"
+  done
 fi

@@ -128,7 +128,8 @@ class SlurmTrain : public ::testing::Test {
 
   // Preempts run `name` (submitted with `env`) the way Slurm warns before a time limit,
   // then checks it requeued itself, resumed, and ended where an uninterrupted run ends.
-  static void preempt_and_compare(const std::string& name, const std::string& env) {
+  static void preempt_and_compare(const std::string& name, const std::string& env,
+                                  const std::string& reason) {
     const std::string id = submit(name, 2, kSteps, env, "--set checkpoint.every=0");
     ASSERT_TRUE(wait_for_steps(name, id, 3)) << "the job never trained: " << job(id).state << "\n"
                                              << slurp(output_path(name));
@@ -146,11 +147,11 @@ class SlurmTrain : public ::testing::Test {
 
     std::smatch m;
     ASSERT_TRUE(
-        std::regex_search(out, m, std::regex(R"(stopping at step (\d+) of \d+ on SIGUSR1)")))
+        std::regex_search(out, m, std::regex("stopping at step (\\d+) of \\d+ on " + reason)))
         << out;
     const int64_t stopped = std::stoll(m[1]);
     EXPECT_LT(stopped, kSteps) << out;
-    EXPECT_NE(out.find("got SIGUSR1, passing it to the ranks"), std::string::npos) << out;
+    EXPECT_NE(out.find("got SIGUSR1, asking the ranks to save"), std::string::npos) << out;
     EXPECT_NE(out.find("requeueing job " + id), std::string::npos) << out;
     EXPECT_NE(out.find("resuming from " + scratch_->step_dir(name, stopped)), std::string::npos)
         << out;
@@ -200,13 +201,15 @@ TEST_F(SlurmTrain, FourTasksThroughMpirunFinishWithAVerifiedCheckpoint) {
 }
 
 TEST_F(SlurmTrain, PreemptedSrunJobRequeuesResumesAndEndsLikeAnUninterruptedRun) {
-  preempt_and_compare("preempt_srun", "");
+  // srun passes the signal on; the stop file is there too, and either may come first.
+  preempt_and_compare("preempt_srun", "", "(SIGUSR1|the stop file)");
 }
 
-// The known trap elsewhere: a handler that never fires under mpirun. Here the script
-// forwards SIGUSR1 to mpirun, which passes it to the ranks.
+// The known trap elsewhere: a handler that never fires under mpirun (an Open MPI 4.1.6 was
+// seen not to forward SIGUSR1). Here the batch script asks the ranks through the stop file.
 TEST_F(SlurmTrain, PreemptedMpirunJobRequeuesResumesAndEndsLikeAnUninterruptedRun) {
-  preempt_and_compare("preempt_mpirun", "IM_LAUNCHER=mpirun");
+  // mpirun is never signalled, so even an mpirun that drops SIGUSR1 is no problem.
+  preempt_and_compare("preempt_mpirun", "IM_LAUNCHER=mpirun", "the stop file");
 }
 
 // scancel (SIGTERM to the script and the ranks): the ranks save, the job is not requeued.
@@ -221,7 +224,8 @@ TEST_F(SlurmTrain, CancelledJobSavesAndIsNotRequeued) {
   EXPECT_EQ(info.restarts, 0) << out;
   EXPECT_EQ(out.find("requeueing"), std::string::npos) << out;
   std::smatch m;
-  ASSERT_TRUE(std::regex_search(out, m, std::regex(R"(stopping at step (\d+) of \d+ on SIGTERM)")))
+  ASSERT_TRUE(std::regex_search(
+      out, m, std::regex(R"(stopping at step (\d+) of \d+ on (SIGTERM|the stop file))")))
       << out;
   EXPECT_EQ(im::dist::read_checkpoint(scratch_->step_dir(name, std::stoll(m[1])), true).state.step,
             std::stoll(m[1]));
