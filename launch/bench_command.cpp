@@ -18,6 +18,7 @@
 #include "launch/bench.h"
 #include "launch/bench_report.h"
 #include "launch/cli_flags.h"
+#include "launch/command_guard.h"
 #include "launch/commands.h"
 #include "launch/config.h"
 #include "launch/setup_agreement.h"
@@ -143,7 +144,7 @@ int run_bench(int argc, char** argv) {
                 world.node_map().c_str());
     std::fflush(stdout);
   }
-  try {
+  return guarded_collective("bench", world, [&] {
     const BenchMeasurement m = bench->run();
     if (rank == 0) {
       const BenchSummary s = summarise(b, m);
@@ -153,14 +154,7 @@ int run_bench(int argc, char** argv) {
       if (!args.json.empty()) write_json(args.json, json);
     }
     return 0;
-  } catch (const DivergedError& e) {  // every rank sees it at the same step
-    if (rank == 0) std::fprintf(stderr, "infomamba_dist bench: error: %s\n", e.what());
-    return 1;
-  } catch (const std::exception& e) {
-    if (world.size() > 1) world.abort(1, e.what());
-    std::fprintf(stderr, "infomamba_dist bench: error: %s\n", e.what());
-    return 1;
-  }
+  });
 }
 
 }  // namespace im::launch

@@ -13,51 +13,33 @@
 #include <regex>
 #include <sstream>
 
-#include "data/test_util.h"
 #include "launch/cli_test_support.h"
 #include "layers/flop_count.h"
 #include "layers/infomamba.h"
+#include "tests/e2e_scratch.h"
 
 namespace fs = std::filesystem;
-namespace dt = im::data::testing;
 using im::launch::testing::Outcome;
+using im::testing::slurp;
 
 namespace {
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
 class BenchMpi : public ::testing::Test {
  protected:
+  // For --data real: 640 training samples in 4 shards.
   static void SetUpTestSuite() {
-    char tmpl[] = "/tmp/im_bench_mpi_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    root_ = tmpl;
-    // For --data real: 640 training samples in 4 shards.
-    fs::create_directories(root_ + "/idx");
-    dt::write_synthetic_idx_set(root_ + "/idx", 640, 64, 28, 28, true);
-    const Outcome o = run("data mnist --src " + root_ + "/idx --out " + root_ + "/data --shards 4");
-    ASSERT_EQ(o.exit_code, 0) << o.err;
+    scratch_ = std::make_unique<im::testing::E2eScratch>("im_bench_mpi");
+    root_ = scratch_->root();
   }
-  static void TearDownTestSuite() { fs::remove_all(root_); }
+  static void TearDownTestSuite() { scratch_.reset(); }
 
   // `infomamba_dist ARGS` on `ranks` ranks under mpirun (0: without mpirun).
   static Outcome run(const std::string& args, int ranks = 0) {
     static int counter = 0;
-    const std::string base = root_ + "/out" + std::to_string(counter++);
-    std::string cmd;
-    if (ranks > 0)
-      cmd = std::string(IM_MPIEXEC) + " --oversubscribe --allow-run-as-root -np " +
-            std::to_string(ranks) + " -x OMP_NUM_THREADS=1 ";
-    cmd += std::string(IM_BINARY) + " " + args + " >" + base + ".out 2>" + base + ".err";
-    const int status = std::system(cmd.c_str());
-    Outcome o;
-    o.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    o.out = slurp(base + ".out");
-    o.err = slurp(base + ".err");
-    return o;
+    const im::testing::ShellResult r =
+        im::testing::run_shell(im::testing::mpirun_prefix(ranks) + IM_BINARY + " " + args,
+                               root_ + "/out" + std::to_string(counter++));
+    return Outcome{r.exit_code, r.out, r.err};
   }
 
   // A small model (the mpi training tests' sizes), global batch 16, 1 warm-up + 3 timed steps.
@@ -143,8 +125,10 @@ class BenchMpi : public ::testing::Test {
     return r;
   }
 
+  static std::unique_ptr<im::testing::E2eScratch> scratch_;
   static std::string root_;
 };
+std::unique_ptr<im::testing::E2eScratch> BenchMpi::scratch_;
 std::string BenchMpi::root_;
 
 TEST_F(BenchMpi, SyntheticOnOneRankGivesAConsistentResult) {

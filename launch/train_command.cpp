@@ -82,17 +82,10 @@ int run_train(int argc, char** argv) {
     std::fflush(stdout);
   }
   watched.watchdog->set_timeout(trainer->config().dist.timeout_s);
-  try {
+  return guarded_collective("train", world, [&] {
     trainer->run();
     return trainer->stopped_for_requeue() ? dist::kRequeueExitCode : 0;
-  } catch (const DivergedError& e) {  // every rank sees it at the same step
-    if (rank == 0) std::fprintf(stderr, "infomamba_dist train: error: %s\n", e.what());
-    return 1;
-  } catch (const std::exception& e) {
-    if (world.size() > 1) world.abort(1, e.what());
-    std::fprintf(stderr, "infomamba_dist train: error: %s\n", e.what());
-    return 1;
-  }
+  });
 }
 
 int run_eval(int argc, char** argv) {

@@ -16,6 +16,7 @@
 
 #include "data/test_util.h"
 #include "dist/checkpoint.h"
+#include "tests/e2e_scratch.h"
 #include "tests/process_util.h"
 
 namespace fs = std::filesystem;
@@ -37,85 +38,43 @@ struct Outcome {
 class TrainMpi : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    char tmpl[] = "/tmp/im_train_mpi_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    root_ = tmpl;
     // 640 training samples (20 global batches of 32) and 64 test samples, in 4 shards.
-    fs::create_directories(root_ + "/idx");
-    dt::write_synthetic_idx_set(root_ + "/idx", 640, 64, 28, 28, true);
-    const Outcome o = run("data mnist --src " + root_ + "/idx --out " + root_ + "/data --shards 4");
-    ASSERT_EQ(o.exit_code, 0) << o.err;
+    scratch_ = std::make_unique<im::testing::E2eScratch>("im_train_mpi");
+    root_ = scratch_->root();
   }
-  static void TearDownTestSuite() { fs::remove_all(root_); }
+  static void TearDownTestSuite() { scratch_.reset(); }
 
   // Shell command line of `infomamba_dist ARGS` on `ranks` ranks (0: without mpirun).
   static std::string command(int ranks, const std::string& args, const std::string& env = "") {
-    std::string cmd;
-    if (ranks > 0) {
-      cmd = std::string(IM_MPIEXEC) + " --oversubscribe --allow-run-as-root -np " +
-            std::to_string(ranks) + " -x OMP_NUM_THREADS=1";
-      if (!env.empty()) cmd += " -x " + env;
-      cmd += " ";
-    }
-    return cmd + IM_BINARY + " " + args;
+    return im::testing::mpirun_prefix(ranks, env) + IM_BINARY + " " + args;
   }
 
   static Outcome run(const std::string& args, int ranks = 0, const std::string& env = "") {
     static int counter = 0;
-    const std::string base = root_ + "/out" + std::to_string(counter++);
-    const auto start = Clock::now();
-    const int status =
-        std::system((command(ranks, args, env) + " >" + base + ".out 2>" + base + ".err").c_str());
-    Outcome o;
-    o.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    o.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    o.out = slurp(base + ".out");
-    o.err = slurp(base + ".err");
-    return o;
+    const im::testing::ShellResult r = im::testing::run_shell(
+        command(ranks, args, env), root_ + "/out" + std::to_string(counter++));
+    return Outcome{r.exit_code, r.out, r.err, r.seconds};
   }
 
   // A small model on the synthetic data; drop-path on, so its per-sample mask is exercised.
   static std::string train_args(const std::string& name, int64_t max_steps,
                                 const std::string& extra = "") {
-    return "train --config " + std::string(IM_SOURCE_DIR) + "/configs/fmnist_nano.toml" +
-           " --set data.dir=" + root_ + "/data --set run.dir=" + run_dir(name) +
-           " --set model.d_model=32 --set model.depth=2 --set model.num_concepts=16"
-           " --set model.d_proj=32 --set model.drop_path=0.2 --set data.workers=1"
-           " --set data.augment_crop_pad=2 --set train.batch_size=32 --set train.log_every=1"
-           " --set train.warmup_epochs=0.0 --set train.epochs=10 --set train.max_steps=" +
-           std::to_string(max_steps) + " " + extra;
+    return "train " +
+           scratch_->train_flags(
+               name, max_steps, "--set model.drop_path=0.2 --set data.augment_crop_pad=2 " + extra);
   }
-  static std::string run_dir(const std::string& name) { return root_ + "/runs/" + name; }
-
-  // (step, loss) of every train record in a run's metrics.jsonl.
+  static std::string run_dir(const std::string& name) { return scratch_->run_dir(name); }
   static std::map<int64_t, double> losses(const std::string& name) {
-    std::map<int64_t, double> out;
-    std::ifstream in(run_dir(name) + "/metrics.jsonl");
-    const std::regex re(R"re("type": "train", "step": (\d+), .*"loss": ([-0-9.eE+]+))re");
-    for (std::string line; std::getline(in, line);) {
-      std::smatch m;
-      if (std::regex_search(line, m, re)) out[std::stoll(m[1])] = std::stod(m[2]);
-    }
-    return out;
+    return scratch_->losses(name);
   }
-
   static std::vector<float> params(const std::string& checkpoint_dir) {
-    return im::dist::read_checkpoint(checkpoint_dir, false).params.to_vector<float>();
+    return im::testing::E2eScratch::params(checkpoint_dir);
   }
   static std::string step_dir(const std::string& name, int64_t step) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "step_%08lld", static_cast<long long>(step));
-    return run_dir(name) + "/checkpoints/" + buf;
+    return scratch_->step_dir(name, step);
   }
-
   static double relative_difference(const std::vector<float>& a, const std::vector<float>& b) {
-    EXPECT_EQ(a.size(), b.size());
-    double diff = 0, norm = 0;
-    for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
-      diff += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-      norm += double(a[i]) * a[i];
-    }
-    return std::sqrt(diff / norm);
+    return im::testing::relative_difference(a, b);
   }
 
   static void expect_close_losses(const std::map<int64_t, double>& want,
@@ -144,8 +103,10 @@ class TrainMpi : public ::testing::Test {
     return std::regex_search(text, m, std::regex(R"(pid (\d+))")) ? std::stoi(m[1]) : 0;
   }
 
+  static std::unique_ptr<im::testing::E2eScratch> scratch_;
   static std::string root_;
 };
+std::unique_ptr<im::testing::E2eScratch> TrainMpi::scratch_;
 std::string TrainMpi::root_;
 
 TEST_F(TrainMpi, OneTwoAndFourRanksTrainTheSameModel) {

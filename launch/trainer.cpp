@@ -40,9 +40,9 @@ double seconds_since(Clock::time_point t) {
 }
 
 // Fault injection for the failure-handling tests (docs/CHECKPOINT.md):
-// Whether fault-injection variable `name`, "RANK:STEP", names this rank and step.
-bool fault_requested(const char* name, int rank, int64_t step) {
-  const char* spec = std::getenv(name);
+// Whether a fault-injection spec, "RANK:STEP" (a variable's value, read once by the caller
+// rather than on every step), names this rank and step.
+bool fault_requested(const char* spec, int rank, int64_t step) {
   long long r = -1, s = -1;
   return spec && std::sscanf(spec, "%lld:%lld", &r, &s) == 2 && r == rank && s == step;
 }
@@ -52,10 +52,12 @@ bool fault_requested(const char* name, int rank, int64_t step) {
 // or a hardware error alone would; INFOMAMBA_FAULT_HANG_AT_STEP="RANK:STEP" makes it stop
 // responding without dying, as a hung rank or an unreachable node does.
 void maybe_inject_failure(int rank, int64_t step) {
-  if (fault_requested("INFOMAMBA_FAULT_THROW_AT_STEP", rank, step))
+  static const char* const throw_spec = std::getenv("INFOMAMBA_FAULT_THROW_AT_STEP");
+  static const char* const hang_spec = std::getenv("INFOMAMBA_FAULT_HANG_AT_STEP");
+  if (fault_requested(throw_spec, rank, step))
     throw Error("injected failure at step " + std::to_string(step) +
                 " (INFOMAMBA_FAULT_THROW_AT_STEP)");
-  if (fault_requested("INFOMAMBA_FAULT_HANG_AT_STEP", rank, step))
+  if (fault_requested(hang_spec, rank, step))
     for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
 }
 }  // namespace

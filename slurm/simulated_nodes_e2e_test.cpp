@@ -10,11 +10,11 @@
 #include <memory>
 #include <sstream>
 
-#include "slurm/cluster_test_support.h"
+#include "tests/e2e_scratch.h"
 
 namespace {
 
-using im::testing::ClusterScratch;
+using im::testing::E2eScratch;
 using im::testing::run_shell;
 using im::testing::ShellResult;
 using im::testing::slurp;
@@ -26,7 +26,7 @@ class SimulatedNodes : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (!im::testing::running_as_root()) return;  // each test skips, saying why
-    scratch_ = std::make_unique<ClusterScratch>("im_nodes");
+    scratch_ = std::make_unique<E2eScratch>("im_nodes");
     name_ = "im" + std::to_string(getpid() % 100000);
     const ShellResult r = shell(kNodesScript + " up " + name_ + " 2");
     up_ = r.exit_code == 0;
@@ -70,19 +70,18 @@ class SimulatedNodes : public ::testing::Test {
            "'";
   }
   static std::string one_node_mpirun(const std::string& train_flags) {
-    return std::string(IM_MPIEXEC) + " --allow-run-as-root --oversubscribe -np 2" +
-           " -x OMP_NUM_THREADS=1 " + IM_BINARY + " train " + train_flags;
+    return im::testing::mpirun_prefix(2) + IM_BINARY + " train " + train_flags;
   }
   static std::string node_pids(int node) {
     return shell("ip netns pids " + name_ + "-node" + std::to_string(node)).out;
   }
 
-  static std::unique_ptr<ClusterScratch> scratch_;
+  static std::unique_ptr<E2eScratch> scratch_;
   static std::string name_, subnet_, error_;
   static std::vector<std::string> addresses_;
   static bool up_;
 };
-std::unique_ptr<ClusterScratch> SimulatedNodes::scratch_;
+std::unique_ptr<E2eScratch> SimulatedNodes::scratch_;
 std::string SimulatedNodes::name_, SimulatedNodes::subnet_, SimulatedNodes::error_;
 std::vector<std::string> SimulatedNodes::addresses_;
 bool SimulatedNodes::up_ = false;
@@ -104,8 +103,8 @@ TEST_F(SimulatedNodes, TwoNodeRunTrainsWhatOneNodeTrains) {
   for (const auto& [step, loss] : l1) EXPECT_NEAR(l2.at(step), loss, 1e-5 * std::abs(loss));
   // Two ranks either way: the same sums over TCP as over shared memory.
   EXPECT_LT(
-      im::testing::relative_difference(ClusterScratch::params(scratch_->step_dir("two_nodes", 20)),
-                                       ClusterScratch::params(scratch_->step_dir("one_node", 20))),
+      im::testing::relative_difference(E2eScratch::params(scratch_->step_dir("two_nodes", 20)),
+                                       E2eScratch::params(scratch_->step_dir("one_node", 20))),
       1e-6);
 }
 

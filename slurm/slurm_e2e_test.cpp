@@ -9,11 +9,11 @@
 #include <memory>
 #include <regex>
 
-#include "slurm/cluster_test_support.h"
+#include "tests/e2e_scratch.h"
 
 namespace {
 
-using im::testing::ClusterScratch;
+using im::testing::E2eScratch;
 using im::testing::run_shell;
 using im::testing::ShellResult;
 using im::testing::slurp;
@@ -33,7 +33,7 @@ class SlurmTrain : public ::testing::Test {
   static void SetUpTestSuite() {
     if (!im::testing::running_as_root() || std::system("command -v slurmctld >/dev/null") != 0)
       return;  // each test skips, saying why
-    scratch_ = std::make_unique<ClusterScratch>("im_slurm");
+    scratch_ = std::make_unique<E2eScratch>("im_slurm");
     cluster_dir_ = scratch_->root() + "/cluster";
     // sbatch, scontrol and the jobs (sbatch exports the environment) use this cluster.
     setenv("SLURM_CONF", (cluster_dir_ + "/slurm.conf").c_str(), 1);
@@ -121,7 +121,7 @@ class SlurmTrain : public ::testing::Test {
       const std::string id = submit("reference", 2, kSteps, "", "--set checkpoint.every=0");
       const JobInfo info = wait_for_end(id);
       EXPECT_EQ(info.state, "COMPLETED") << slurp(output_path("reference"));
-      params = ClusterScratch::params(scratch_->step_dir("reference", kSteps));
+      params = E2eScratch::params(scratch_->step_dir("reference", kSteps));
     }
     return params;
   }
@@ -158,15 +158,15 @@ class SlurmTrain : public ::testing::Test {
     EXPECT_NE(out.find("train.sbatch: training finished"), std::string::npos)
         << out << daemon_logs();
     // Same world size, same data order, restored optimiser and RNG state: bitwise equal.
-    EXPECT_EQ(ClusterScratch::params(scratch_->step_dir(name, kSteps)), reference_params());
+    EXPECT_EQ(E2eScratch::params(scratch_->step_dir(name, kSteps)), reference_params());
   }
 
   static constexpr int64_t kSteps = 60;
-  static std::unique_ptr<ClusterScratch> scratch_;
+  static std::unique_ptr<E2eScratch> scratch_;
   static std::string cluster_dir_, start_error_;
   static bool started_;
 };
-std::unique_ptr<ClusterScratch> SlurmTrain::scratch_;
+std::unique_ptr<E2eScratch> SlurmTrain::scratch_;
 std::string SlurmTrain::cluster_dir_, SlurmTrain::start_error_;
 bool SlurmTrain::started_ = false;
 

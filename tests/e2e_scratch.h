@@ -1,6 +1,7 @@
-// Shared by the cluster tests (ctest label slurm): a scratch directory with a small
-// synthetic dataset, the training flags of a small model, and what a finished run left
-// behind (its losses, its checkpoints' parameters).
+// Shared by the tests that run the real binary on several ranks (launch/*_mpi_e2e_test.cpp,
+// slurm/): a scratch directory with a small synthetic dataset, the mpirun command line, the
+// training flags of a small model, and what a finished run left behind (its losses, its
+// checkpoints' parameters). The test binary defines IM_BINARY, IM_SOURCE_DIR, IM_MPIEXEC.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -25,10 +26,18 @@ inline bool running_as_root() {
   return geteuid() == 0;
 }
 
-class ClusterScratch {
+// `mpirun ... ` (with a trailing space) for `ranks` ranks on this machine, one OpenMP thread
+// each; `env` (NAME=value) is exported to the ranks too. Empty for ranks = 0: no mpirun.
+inline std::string mpirun_prefix(int ranks, const std::string& env = "") {
+  if (ranks <= 0) return "";
+  return std::string(IM_MPIEXEC) + " --oversubscribe --allow-run-as-root -np " +
+         std::to_string(ranks) + " -x OMP_NUM_THREADS=1" + (env.empty() ? "" : " -x " + env) + " ";
+}
+
+class E2eScratch {
  public:
   // A fresh directory under /tmp with 640 training and 64 test samples in 4 shards.
-  explicit ClusterScratch(const std::string& prefix) {
+  explicit E2eScratch(const std::string& prefix) {
     std::string tmpl = "/tmp/" + prefix + "_XXXXXX";
     if (mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
     root_ = tmpl;
@@ -39,9 +48,9 @@ class ClusterScratch {
                                     root_ + "/data_cmd");
     if (r.exit_code != 0) throw std::runtime_error("making the test data failed: " + r.err);
   }
-  ~ClusterScratch() { std::filesystem::remove_all(root_); }
-  ClusterScratch(const ClusterScratch&) = delete;
-  ClusterScratch& operator=(const ClusterScratch&) = delete;
+  ~E2eScratch() { std::filesystem::remove_all(root_); }
+  E2eScratch(const E2eScratch&) = delete;
+  E2eScratch& operator=(const E2eScratch&) = delete;
 
   const std::string& root() const { return root_; }
   std::string data_dir() const { return root_ + "/data"; }
