@@ -170,6 +170,35 @@ std::unique_ptr<E2eScratch> SlurmTrain::scratch_;
 std::string SlurmTrain::cluster_dir_, SlurmTrain::start_error_;
 bool SlurmTrain::started_ = false;
 
+// The scripts' own checks, before anything is submitted or started (no Slurm needed): one
+// line on stderr naming what is wrong, exit 2.
+TEST(SlurmScripts, BadInputIsOneLineAndExit2) {
+  char tmpl[] = "/tmp/im_slurm_scripts_XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl, config = std::string(IM_SOURCE_DIR) + "/configs/fmnist_nano.toml";
+  int counter = 0;
+  auto expect_error = [&](const std::string& cmd, const std::string& piece) {
+    const ShellResult r = run_shell(cmd, dir + "/r" + std::to_string(counter++));
+    EXPECT_EQ(r.exit_code, 2) << cmd << "\n" << r.out << r.err;
+    EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << cmd << ": not one line:\n" << r.err;
+    EXPECT_NE(r.err.find(piece), std::string::npos) << cmd << "\n" << r.err;
+  };
+  expect_error("bash " + kSlurmDir + "/train.sbatch",
+               "usage: sbatch [options] slurm/train.sbatch CONFIG");
+  expect_error("IM_BINARY=/no/such/infomamba_dist bash " + kSlurmDir + "/train.sbatch " + config,
+               "/no/such/infomamba_dist is not an executable");
+  expect_error(std::string("IM_BINARY=") + IM_BINARY + " IM_LAUNCHER=pbs bash " + kSlurmDir +
+                   "/train.sbatch " + config,
+               "IM_LAUNCHER must be srun or mpirun, got 'pbs'");
+  expect_error(kSlurmDir + "/sweep.sh --frobnicate " + config, "unknown option --frobnicate");
+  expect_error(kSlurmDir + "/sweep.sh --nodes 1 --tasks 2 " + config,
+               "give --nodes or --tasks, not both");
+  expect_error(kSlurmDir + "/sweep.sh /no/such.toml", "config /no/such.toml not found");
+  expect_error(kSlurmDir + "/sweep.sh collect " + dir + "/nothing",
+               "no directory " + dir + "/nothing");
+  std::filesystem::remove_all(dir);
+}
+
 TEST_F(SlurmTrain, TwoTasksThroughSrunFinishWithAVerifiedCheckpoint) {
   const std::vector<float>& params = reference_params();  // the srun job of 2 tasks
   ASSERT_FALSE(params.empty());
