@@ -2,6 +2,7 @@
 
 #if IM_WITH_CUDA
 #include "kernels/cuda/runtime.h"
+#include "kernels/cuda/stream.h"
 #endif
 
 namespace im {
@@ -19,6 +20,21 @@ int cuda_device_count() {
   return kernels::cuda::device_count(nullptr);
 #else
   return 0;
+#endif
+}
+
+std::string device_description(Device device) {
+#if IM_WITH_CUDA
+  if (device.is_cuda()) return device.str() + " (" + kernels::cuda::device_name(device.index) + ")";
+#endif
+  return device.str();
+}
+
+void synchronize(Device device) {
+#if IM_WITH_CUDA
+  if (device.is_cuda()) kernels::cuda::stream_synchronize(kernels::cuda::current_stream());
+#else
+  (void)device;
 #endif
 }
 

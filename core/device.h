@@ -26,6 +26,11 @@ bool cuda_built();
 // never needs libcuda to load: the CUDA runtime is linked statically and finds the
 // driver at run time).
 int cuda_device_count();
+// "cpu", or "cuda:0 (NVIDIA H100 80GB HBM3)".
+std::string device_description(Device device);
+// Waits until the work queued on `device` by this thread has finished (CPU: a no-op).
+// Timers of a GPU step call it at each mark; nothing else needs to.
+void synchronize(Device device);
 // Why no GPU is usable ("built without CUDA", "no CUDA driver", ...); empty if one is.
 std::string cuda_unavailable_reason();
 

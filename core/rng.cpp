@@ -67,7 +67,7 @@ Tensor bernoulli_mask(const Shape& shape, double keep_prob, Generator& gen, Devi
   Tensor out = Tensor::empty(shape, DType::UInt8, device);
   const int64_t n = out.numel();
   const uint64_t seed = gen.seed(), offset = gen.reserve(static_cast<uint64_t>(n));
-  uint8_t* p = out.data<uint8_t>();
+  uint8_t* p = static_cast<uint8_t*>(out.data_ptr());  // host or device memory
   if (device.is_cuda()) {
 #if IM_WITH_CUDA
     kernels::cuda::bernoulli_mask(p, n, seed, offset, keep_prob);

@@ -187,6 +187,8 @@ template <typename T>
 T* Tensor::data() const {
   IM_CHECK(dtype() == dtype_of<T>(), "data<", dtype_name(dtype_of<T>()), ">() on a ", describe(),
            " tensor");
+  IM_CHECK(device().is_cpu(), "data<", dtype_name(dtype_of<T>()), ">() reads host memory but ",
+           describe(), " lives on the GPU; copy it with .to(Device::cpu()) first");
   return static_cast<T*>(data_ptr());
 }
 template float* Tensor::data<float>() const;
@@ -234,14 +236,17 @@ void Tensor::copy_(const Tensor& src) const {
   // Across devices: make the source contiguous in the destination's dtype on its own
   // side, then move raw bytes.
   Tensor s = src;
-  if (s.dtype() != dtype()) {  // no CUDA cast kernel yet: convert on the host
-    s = s.device().is_cpu() ? s.to(dtype()) : s.to(Device::cpu()).to(dtype());
-  }
   if (device() == s.device()) {
-    kernels::cuda::copy_strided(s.data_ptr(), s.strides(), data_ptr(), strides(), shape(),
-                                dtype_size(dtype()));
+    if (s.dtype() == dtype())
+      kernels::cuda::copy_strided(s.data_ptr(), s.strides(), data_ptr(), strides(), shape(),
+                                  dtype_size(dtype()));
+    else
+      kernels::cuda::cast_strided(s.data_ptr(), static_cast<int>(s.dtype()), s.strides(),
+                                  data_ptr(), static_cast<int>(dtype()), strides(), shape());
     return;
   }
+  // Convert on the side that has the source (fewer bytes cross when narrowing on the GPU).
+  if (s.dtype() != dtype()) s = s.to(dtype());
   IM_CHECK(is_contiguous(), "copy_: a copy across devices needs a contiguous destination, got ",
            describe());
   s = s.contiguous();

@@ -143,7 +143,11 @@ std::string save_checkpoint(const std::string& run_dir, layers::ParameterStore& 
   const std::string name = step_dir_name(state.step);
   const fs::path final_dir = checkpoints / name;
   const fs::path tmp_dir = checkpoints / (name + ".tmp");
-  const Tensor& params = store.flat_params();
+  // Files are written from host memory: a GPU run's buffers are copied over once.
+  auto on_host = [](const Tensor& t) { return t.device().is_cpu() ? t : t.to(Device::cpu()); };
+  const Tensor params = on_host(store.flat_params());
+  const Tensor exp_avg = optimizer ? on_host(optimizer->exp_avg()) : Tensor();
+  const Tensor exp_avg_sq = optimizer ? on_host(optimizer->exp_avg_sq()) : Tensor();
 
   // Every stage ends with the ranks agreeing whether everyone succeeded, so a failure on
   // one rank becomes an error on all of them instead of a hang in the next collective.
@@ -184,8 +188,8 @@ std::string save_checkpoint(const std::string& run_dir, layers::ParameterStore& 
       IM_CHECK(file.valid(), "checkpoint: cannot create ", rank_path);
       write_slice(file.get(), kGroups[0], params, begin, end - begin, rank_path);
       if (optimizer) {
-        write_slice(file.get(), kGroups[1], optimizer->exp_avg(), begin, end - begin, rank_path);
-        write_slice(file.get(), kGroups[2], optimizer->exp_avg_sq(), begin, end - begin, rank_path);
+        write_slice(file.get(), kGroups[1], exp_avg, begin, end - begin, rank_path);
+        write_slice(file.get(), kGroups[2], exp_avg_sq, begin, end - begin, rank_path);
       }
       IM_CHECK(file.close(), "checkpoint: cannot close ", rank_path);
     }

@@ -16,9 +16,11 @@ MPI_Datatype mpi_type(const Tensor& t, const char* what) {
       return MPI_DOUBLE;
     case DType::Int64:
       return MPI_INT64_T;
+    case DType::UInt8:  // raw bytes (an ncclUniqueId on its way to every rank)
+      return MPI_UINT8_T;
     default:
-      throw Error(std::string(what) + ": MPI collectives take float32, float64 or int64, got " +
-                  t.describe());
+      throw Error(std::string(what) +
+                  ": MPI collectives take float32, float64, int64 or uint8, got " + t.describe());
   }
 }
 

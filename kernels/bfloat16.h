@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/host_device.h"
 
@@ -35,5 +36,20 @@ struct bfloat16 {
 };
 
 static_assert(sizeof(bfloat16) == 2, "bfloat16 must be two bytes");
+
+// Element conversion between any two storage types, the same on host and device: to
+// bfloat16 through float (round to nearest even), from bfloat16 exactly.
+template <typename Dst, typename Src>
+IM_HD Dst convert(Src v) {
+  if constexpr (std::is_same_v<Src, Dst>) {
+    return v;
+  } else if constexpr (std::is_same_v<Dst, bfloat16>) {
+    return bfloat16::from_float(static_cast<float>(v));
+  } else if constexpr (std::is_same_v<Src, bfloat16>) {
+    return static_cast<Dst>(v.to_float());
+  } else {
+    return static_cast<Dst>(v);
+  }
+}
 
 }  // namespace im

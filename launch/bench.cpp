@@ -3,7 +3,11 @@
 #include <sys/resource.h>
 
 #include <chrono>
+#include <cstdio>
 
+#include "core/allocator.h"
+#include "core/autograd.h"
+#include "launch/device_choice.h"
 #include "launch/setup_error.h"
 #include "launch/synthetic_batch.h"
 #include "launch/train_step.h"
@@ -50,7 +54,10 @@ Bench::Bench(RunConfig cfg, BenchOptions options, dist::Communicator* comm)
   }
   // The same model, parameter store and optimiser that `train` builds from this config.
   as_setup_error([&] { model_ = std::make_unique<layers::InfoMamba>(cfg_.model, init_gen_); });
-  store_ = std::make_unique<layers::ParameterStore>(*model_, DType::Float32);
+  const DeviceChoice device = choose_device(cfg_, local_rank_of(comm_), world);
+  activate_device(device, cfg_);
+  if (!device.note.empty() && rank == 0) std::fprintf(stderr, "%s\n", device.note.c_str());
+  store_ = std::make_unique<layers::ParameterStore>(*model_, DType::Float32, device.device);
   optimizer_ = std::make_unique<layers::AdamW>(*store_, cfg_.optim);
   if (!options_.real_data)
     synthetic_ = synthetic_batch(cfg_.model, cfg_.train.batch_size, rank, world,
@@ -67,19 +74,43 @@ data::Batch Bench::next_batch() {
   return std::move(*batch);
 }
 
+StepTiming Bench::run_inference(const data::Batch& batch) {
+  NoGradGuard no_grad;
+  model_->eval();
+  const Clock::time_point start = Clock::now();
+  layers::ForwardContext ctx;
+  const layers::ModelOutput out = model_->forward(batch.inputs, ctx);
+  synchronize(device());
+  StepTiming t;
+  t.phases.forward = seconds_since(start);
+  model_->train();
+  return t;
+}
+
 BenchMeasurement Bench::run() {
   // Every rank built the same parameters from the same seed; unlike `train`, nothing here
   // depends on their values being identical, so they are not broadcast.
+  // GPU ranks talk through NCCL (CPU tensors still through MPI), as in `train`.
+  if (!gpu_comm_) {
+    gpu_comm_ = gpu_communicator(comm_, device(), cfg_.dist.timeout_s);
+    if (gpu_comm_) comm_ = gpu_comm_.get();
+  }
   TrainStep train_step(*model_, *store_, *optimizer_, cfg_, comm_, train_gen_);
   model_->train();
   std::vector<StepTiming> timed;
   for (int64_t i = 0; i < options_.warmup + options_.steps; ++i) {
     StepTiming t;
     const Clock::time_point start = Clock::now();
-    const data::Batch batch = next_batch();
+    // Data time includes moving the batch to the GPU: a step cannot start without it.
+    const data::Batch batch = on_device(next_batch(), store_->device());
+    synchronize(store_->device());
     t.data = seconds_since(start);
-    // A constant learning rate: the schedule changes nothing that takes time.
-    train_step.run(batch, cfg_.optim.lr, i, &t.phases);
+    if (options_.inference) {
+      t.phases = run_inference(batch).phases;
+    } else {
+      // A constant learning rate: the schedule changes nothing that takes time.
+      train_step.run(batch, cfg_.optim.lr, i, &t.phases);
+    }
     t.total = seconds_since(start);
     if (i >= options_.warmup) timed.push_back(t);
   }
@@ -88,12 +119,15 @@ BenchMeasurement Bench::run() {
   // the slowest rank's time in each phase, and the largest peak memory.
   const size_t n = timed.size();
   std::vector<double> flat;
-  flat.reserve(kFields * n + 1);
+  flat.reserve(kFields * n + 2);
   for (const StepTiming& t : timed)
     for (double v :
          {t.data, t.phases.forward, t.phases.backward, t.phases.comm, t.phases.optimizer, t.total})
       flat.push_back(v);
   flat.push_back(peak_host_mb());
+  flat.push_back(device().is_cuda()
+                     ? static_cast<double>(allocator_for(device()).stats().peak_bytes) / (1 << 20)
+                     : 0.0);
   Tensor agreed = Tensor::from_vector<double>(flat, {static_cast<int64_t>(flat.size())});
   if (comm_ && comm_->size() > 1) comm_->all_reduce(agreed, dist::ReduceOp::Max);
   const double* a = agreed.data<double>();
@@ -107,6 +141,7 @@ BenchMeasurement Bench::run() {
     m.steps.push_back(t);
   }
   m.peak_host_mb = a[kFields * n];
+  m.peak_device_mb = a[kFields * n + 1];
   return m;
 }
 

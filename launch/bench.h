@@ -22,6 +22,7 @@ struct BenchOptions {
   int64_t warmup = 5;      // steps run first and not timed (allocations, caches, threads)
   int64_t steps = 20;      // timed steps
   bool real_data = false;  // the configured training split instead of synthetic batches
+  bool inference = false;  // forward passes only (eval mode, no autograd), not training steps
 };
 
 class Bench {
@@ -37,13 +38,17 @@ class Bench {
   const RunConfig& config() const { return cfg_; }
   // The model's parameter count (the flat store's numel adds alignment padding).
   int64_t num_parameters() const { return model_->num_parameters(); }
+  Device device() const { return store_->device(); }
 
  private:
   data::Batch next_batch();
+  // One timed forward pass in eval mode without autograd (--mode inference).
+  StepTiming run_inference(const data::Batch& batch);
 
   RunConfig cfg_;
   BenchOptions options_;
-  dist::Communicator* comm_;
+  dist::Communicator* comm_;  // the NCCL one on GPUs, once run() has made it
+  std::unique_ptr<dist::Communicator> gpu_comm_;
   Generator init_gen_, train_gen_;
   std::unique_ptr<data::Loader> loader_;  // real data
   data::Batch synthetic_;                 // synthetic data: one batch, reused every step

@@ -1,5 +1,6 @@
 // `infomamba_dist bench --config FILE [--set key=value ...] [--warmup N] [--steps N]
-//  [--data synthetic|real] [--json PATH] [--peak-tflops X]` (docs/PERFORMANCE.md).
+//  [--data synthetic|real] [--mode train|inference] [--json PATH] [--peak-tflops X]`
+//  (docs/PERFORMANCE.md).
 //
 // Under mpirun the ranks train data-parallel exactly as `train` does, and fail as it does:
 // setup problems are agreed through one all-reduce and reported once (exit 2); a rank that
@@ -81,6 +82,12 @@ BenchArgs parse_args(int argc, char** argv) {
                throw SetupError("--data expects 'synthetic' or 'real', got '" + v + "'");
              a.options.real_data = v == "real";
            }},
+          {"--mode",
+           [&](const std::string& v) {
+             if (v != "train" && v != "inference")
+               throw SetupError("--mode expects 'train' or 'inference', got '" + v + "'");
+             a.options.inference = v == "inference";
+           }},
           {"--json", [&](const std::string& v) { a.json = v; }},
           {"--peak-tflops",
            [&](const std::string& v) { a.peak_tflops = parse_positive("--peak-tflops", v); }},
@@ -129,6 +136,8 @@ int run_bench(int argc, char** argv) {
   BenchSetup b;
   b.name = bench->config().name;
   b.data = args.options.real_data ? "real" : "synthetic";
+  b.inference = args.options.inference;
+  b.device = device_description(bench->device());
   b.ranks = world.size();
   b.nodes = world.num_nodes();
   b.threads = omp_get_max_threads();

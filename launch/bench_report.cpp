@@ -39,8 +39,10 @@ BenchSummary summarise(const BenchSetup& setup, const BenchMeasurement& m) {
   s.samples_per_s = setup.global_batch / (s.step_ms / 1e3);
   s.tokens_per_s = s.samples_per_s * static_cast<double>(s.tokens_per_sample);
   s.peak_host_mb = m.peak_host_mb;
+  s.peak_device_mb = m.peak_device_mb;
   s.forward_flops_per_sample = layers::forward_flops_per_sample(setup.model);
-  s.flops_per_sample = layers::training_flops_per_sample(setup.model);
+  s.flops_per_sample =
+      setup.inference ? s.forward_flops_per_sample : layers::training_flops_per_sample(setup.model);
   s.achieved_tflops = s.samples_per_s * static_cast<double>(s.flops_per_sample) / 1e12;
   // The peak is one rank's device; the job has `ranks` of them.
   s.mfu = setup.peak_tflops > 0 ? s.achieved_tflops / (setup.peak_tflops * setup.ranks)
@@ -64,11 +66,13 @@ std::string format_bench_report(const BenchSummary& s) {
   const BenchSetup& b = s.setup;
   std::string out = printf_string(
       "bench %s: %lld parameters | %s data | %s on %s, %s per rank | global batch %lld | %lld "
-      "warm-up + %lld timed steps | %s\n",
+      "warm-up + %lld timed %s | %s\n",
       b.name.c_str(), static_cast<long long>(b.parameters), b.data.c_str(),
       plural(b.ranks, "rank").c_str(), plural(b.nodes, "node").c_str(),
       plural(b.threads, "thread").c_str(), static_cast<long long>(b.global_batch),
-      static_cast<long long>(b.warmup), static_cast<long long>(b.steps), b.device.c_str());
+      static_cast<long long>(b.warmup), static_cast<long long>(b.steps),
+      b.inference ? "inference passes (forward only, no autograd)" : "training steps",
+      b.device.c_str());
   out +=
       printf_string("  throughput       %.1f samples/s | %.0f tokens/s (%lld tokens per sample)\n",
                     s.samples_per_s, s.tokens_per_s, static_cast<long long>(s.tokens_per_sample));
@@ -82,9 +86,16 @@ std::string format_bench_report(const BenchSummary& s) {
   out += printf_string("    comm wait      %8.2f ms\n", s.comm_ms);
   out += printf_string("    optimiser      %8.2f ms\n", s.optimizer_ms);
   out += printf_string("  peak host memory %.1f MB (the largest rank)\n", s.peak_host_mb);
-  out += printf_string(
-      "  model FLOPs      %.4g MFLOP per sample forward, %.4g MFLOP trained (3 x forward)\n",
-      s.forward_flops_per_sample / 1e6, s.flops_per_sample / 1e6);
+  if (s.peak_device_mb > 0)
+    out += printf_string("  peak GPU memory  %.1f MB in tensors (the largest rank)\n",
+                         s.peak_device_mb);
+  if (b.inference)
+    out += printf_string("  model FLOPs      %.4g MFLOP per sample forward\n",
+                         s.forward_flops_per_sample / 1e6);
+  else
+    out += printf_string(
+        "  model FLOPs      %.4g MFLOP per sample forward, %.4g MFLOP trained (3 x forward)\n",
+        s.forward_flops_per_sample / 1e6, s.flops_per_sample / 1e6);
   out += printf_string("  achieved         %.4g TFLOP/s\n", s.achieved_tflops);
   if (std::isnan(s.mfu))
     out += "  MFU: n/a (give --peak-tflops)\n";
@@ -108,7 +119,8 @@ std::string bench_result_json(const BenchSummary& s) {
   r.add("backward_ms", s.backward_ms).add("comm_ms", s.comm_ms);
   r.add("optimizer_ms", s.optimizer_ms);
   r.add("timing", std::string("max over ranks per step, median over steps"));
-  r.add("peak_host_mb", s.peak_host_mb);
+  r.add("peak_host_mb", s.peak_host_mb).add("peak_device_mb", s.peak_device_mb);
+  r.add("mode", std::string(b.inference ? "inference" : "train"));
   r.add("forward_flops_per_sample", s.forward_flops_per_sample);
   r.add("flops_per_sample", s.flops_per_sample);
   r.add("achieved_tflops", s.achieved_tflops);

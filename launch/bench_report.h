@@ -24,12 +24,14 @@ struct StepTiming {
 struct BenchMeasurement {
   std::vector<StepTiming> steps;  // the timed steps, in order
   double peak_host_mb = 0;        // peak resident set (getrusage), the largest over the ranks
+  double peak_device_mb = 0;      // peak GPU memory in tensors (caching allocator); 0 on CPU
 };
 
 // What the report says about the run besides its timings.
 struct BenchSetup {
   std::string name;                       // run.name
-  std::string device = "cpu";             // cpu (the GPU path will add cuda)
+  std::string device = "cpu";             // cpu, or cuda:N with the GPU's name
+  bool inference = false;                 // forward passes only (--mode inference)
   std::string data = "synthetic";         // synthetic | real
   int ranks = 1, nodes = 1, threads = 1;  // threads: OpenMP threads per rank
   int64_t global_batch = 0, warmup = 0, steps = 0, parameters = 0;
@@ -44,7 +46,9 @@ struct BenchSummary {
   double data_ms = 0, forward_ms = 0, backward_ms = 0, comm_ms = 0, optimizer_ms = 0;  // medians
   double samples_per_s = 0, tokens_per_s = 0;
   double peak_host_mb = 0;
-  int64_t forward_flops_per_sample = 0, flops_per_sample = 0;  // flops: training, 3 x forward
+  double peak_device_mb = 0;
+  // flops_per_sample: what one timed sample costs (training: 3 x forward; inference: forward)
+  int64_t forward_flops_per_sample = 0, flops_per_sample = 0;
   double achieved_tflops = 0;
   double mfu = 0;  // NaN when no peak was given
 };

@@ -269,10 +269,14 @@ std::vector<ConfigKey> build_schema() {
                       "steps between progress lines"));
   s.push_back(choice("train.precision", IM_FIELD(train.precision), "fp32", {"fp32", "bf16"},
                      "compute precision"));
+  s.push_back(choice("train.device", IM_FIELD(train.device), "cpu", {"cpu", "cuda", "auto"},
+                     "device to train on; auto = a GPU when there is one, else the CPU"));
+  s.push_back(flag("train.tf32", IM_FIELD(train.tf32), true,
+                   "TF32 tensor cores for float32 matrix products on a GPU (about 1e-3 "
+                   "relative error per product)"));
   s.push_back(
-      choice("train.device", IM_FIELD(train.device), "cpu", {"cpu", "cuda"}, "device to train on"));
-  s.push_back(real("train.max_wall_minutes", IM_FIELD(train.max_wall_minutes), 0.0, at_least(0),
-                   "save a checkpoint and exit 75 (requeue) after this many minutes; 0 = no limit"));
+      real("train.max_wall_minutes", IM_FIELD(train.max_wall_minutes), 0.0, at_least(0),
+           "save a checkpoint and exit 75 (requeue) after this many minutes; 0 = no limit"));
 
   // [checkpoint]
   s.push_back(integer("checkpoint.every", IM_FIELD(checkpoint.every), 500, at_least(0),

@@ -103,6 +103,7 @@ eval_every = 200
 log_every = 10
 precision = "bf16"
 device = "cuda"
+tf32 = false
 max_wall_minutes = 230.5
 
 [checkpoint]
@@ -185,6 +186,7 @@ TEST_F(ConfigFile, LoadsEveryKey) {
   EXPECT_EQ(c.train.log_every, 10);
   EXPECT_EQ(c.train.precision, "bf16");
   EXPECT_EQ(c.train.device, "cuda");
+  EXPECT_FALSE(c.train.tf32);
   EXPECT_TRUE(c.rank_logs);
   EXPECT_EQ(c.train.max_wall_minutes, 230.5);
   EXPECT_EQ(c.checkpoint.every, 250);
@@ -423,7 +425,7 @@ TEST_F(ConfigErrors, OverrideErrorsNameTheOverride) {
   EXPECT_EQ(error_of("", {"train.batch_size=0"}),
             "--set train.batch_size=0: train.batch_size = 0 is out of range (1 to 65536)");
   EXPECT_EQ(error_of("", {"train.device=tpu"}),
-            "--set train.device=tpu: train.device = \"tpu\" is not one of: cpu, cuda");
+            "--set train.device=tpu: train.device = \"tpu\" is not one of: cpu, cuda, auto");
   EXPECT_EQ(error_of("", {"run.name=2024"}),
             "--set run.name=2024: expected a string, got an integer (2024)");
   EXPECT_EQ(error_of("", {"model.filter=1"}),

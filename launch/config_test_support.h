@@ -114,6 +114,7 @@ inline void expect_same_settings(const RunConfig& a, const RunConfig& b) {
   EXPECT_EQ(a.train.log_every, b.train.log_every);
   EXPECT_EQ(a.train.precision, b.train.precision);
   EXPECT_EQ(a.train.device, b.train.device);
+  EXPECT_EQ(a.train.tf32, b.train.tf32);
 }
 
 }  // namespace im::launch::testing

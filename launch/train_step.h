@@ -41,6 +41,10 @@ struct StepResult {
   double grad_norm = 0;  // before clipping
 };
 
+// The batch's inputs and labels on `device` (the same batch when it is already there).
+// Host-to-device copies are queued on the compute stream, ahead of the step's kernels.
+data::Batch on_device(const data::Batch& batch, Device device);
+
 class TrainStep {
  public:
   // With `comm` of more than one rank this is collective: it duplicates `comm` for the

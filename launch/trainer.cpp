@@ -14,6 +14,7 @@
 #include "dist/checkpoint.h"
 #include "dist/stop_signal.h"
 #include "launch/config.h"
+#include "launch/device_choice.h"
 #include "launch/progress.h"
 #include "layers/batch_reduce.h"
 
@@ -87,9 +88,6 @@ void fit_model_to_dataset(layers::ModelConfig& model, const data::Dataset& datas
 }
 
 void check_trainable(const RunConfig& cfg, int world) {
-  if (cfg.train.device != "cpu")
-    throw SetupError("train.device = \"" + cfg.train.device +
-                     "\": only the CPU backend trains so far (the CUDA backend is issue 6)");
   if (cfg.train.precision != "fp32")
     throw SetupError("train.precision = \"" + cfg.train.precision +
                      "\": bf16 training arrives with the CUDA backend; use \"fp32\"");
@@ -135,7 +133,10 @@ Trainer::Trainer(RunConfig cfg, dist::Communicator* comm, const std::string& res
     fit_model_to_dataset(cfg_.model, *train_set_);
     model_ = std::make_unique<layers::InfoMamba>(cfg_.model, init_gen_);
   });
-  store_ = std::make_unique<layers::ParameterStore>(*model_, DType::Float32);
+  const DeviceChoice device = choose_device(cfg_, local_rank_of(comm_), world);
+  activate_device(device, cfg_);
+  if (!device.note.empty()) log_.info(device.note);
+  store_ = std::make_unique<layers::ParameterStore>(*model_, DType::Float32, device.device);
   optimizer_ = std::make_unique<layers::AdamW>(*store_, cfg_.optim);
   if (cfg_.rank_logs) as_setup_error([&] { log_.open_file(cfg_.run_dir); });
 
@@ -168,8 +169,9 @@ void Trainer::synchronise_initial_parameters() {
     comm_->broadcast(optimizer_->exp_avg(), 0);
     comm_->broadcast(optimizer_->exp_avg_sq(), 0);
   }
+  const Tensor host = flat.device().is_cpu() ? flat : flat.to(Device::cpu());
   const auto crc = static_cast<int64_t>(
-      data::crc32c(flat.data_ptr(), static_cast<size_t>(flat.numel()) * dtype_size(flat.dtype())));
+      data::crc32c(host.data_ptr(), static_cast<size_t>(host.numel()) * dtype_size(host.dtype())));
   const Tensor all = comm_->all_gather(Tensor::from_vector<int64_t>({crc}, {1}));
   for (int r = 0; r < comm_->size(); ++r)
     IM_CHECK(all.data<int64_t>()[r] == crc, "parameters differ between rank ", comm_->rank(),
@@ -196,7 +198,9 @@ EvalResult evaluate_model(layers::InfoMamba& model, const data::Dataset& dataset
   int64_t top1 = 0, top5 = 0, samples = 0, batches = 0;
   layers::ForwardContext ctx;
   if (parallel) ctx.batch = &reduce;
-  while (auto batch = loader.next()) {
+  const Device device = model.prototypes().device();
+  while (auto next = loader.next()) {
+    const std::optional<data::Batch> batch = on_device(*next, device);
     reduce.offset = batch->global_offset;
     reduce.global_size = batch->global_size;
     const layers::ModelOutput out = model.forward(batch->inputs, ctx);
@@ -298,6 +302,9 @@ EvalResult Trainer::run() {
              "the ranks found different checkpoints to resume from "
              "(steps ",
              lowest.item(), " and ", step.item(), "): is run.dir on a shared filesystem?");
+    // GPU ranks talk through NCCL from here on (CPU tensors still through MPI).
+    gpu_comm_ = gpu_communicator(comm_, store_->device(), cfg_.dist.timeout_s);
+    if (gpu_comm_) comm_ = gpu_comm_.get();
     synchronise_initial_parameters();
   }
   TrainStep train_step(*model_, *store_, *optimizer_, cfg_, comm_, train_gen_);

@@ -41,8 +41,8 @@ void fit_model_to_dataset(layers::ModelConfig& model, const data::Dataset& datas
 enum RunStream : uint64_t { kInitStream = 1, kTrainStream = 2, kDataStream = 3 };
 uint64_t stream_seed(uint64_t run_seed, uint64_t stream);
 
-// Throws SetupError when this build cannot train `cfg` on `world` ranks (device, precision,
-// a global batch smaller than the number of ranks).
+// Throws SetupError when this build cannot train `cfg` on `world` ranks (precision, a
+// global batch smaller than the number of ranks). The device is checked by choose_device.
 void check_trainable(const RunConfig& cfg, int world);
 
 // The training loader of rank `rank` of `world`: its slice of every global batch.
@@ -85,7 +85,8 @@ class Trainer {
                                      const data::SamplerCursor& cursor) const;
 
   RunConfig cfg_;
-  dist::Communicator* comm_ = nullptr;
+  dist::Communicator* comm_ = nullptr;  // the NCCL one on GPUs, once run() has made it
+  std::unique_ptr<dist::Communicator> gpu_comm_;
   dist::RankLog log_;
   std::optional<data::Dataset> train_set_, test_set_;
   Generator init_gen_, train_gen_;

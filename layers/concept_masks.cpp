@@ -7,9 +7,83 @@
 #include "core/dispatch.h"
 #include "core/error.h"
 
+#if IM_WITH_CUDA
+#include "kernels/cuda/concept_masks.h"
+#endif
+
 namespace im::layers {
 
+#if IM_WITH_CUDA
+namespace {
+
+// A CUDA tensor in a dtype the kernels take (float32 or float64), contiguous. Other
+// dtypes go to float64, as the CPU code converts everything.
+Tensor cuda_operand(const Tensor& t, DType dtype) {
+  const Tensor d = t.detach();
+  return (d.dtype() == dtype ? d : d.to(dtype)).contiguous();
+}
+
+DType cuda_compute_dtype(const Tensor& t) {
+  return t.dtype() == DType::Float32 || t.dtype() == DType::Float64 ? t.dtype() : DType::Float64;
+}
+
+std::vector<int64_t> concept_buckets_cuda(const Tensor& centers, const Tensor& bucket_embed) {
+  IM_CHECK(bucket_embed.device() == centers.device(), "concept_buckets: centers ",
+           centers.describe(), " and bucket embeddings ", bucket_embed.describe(),
+           " are on different devices");
+  // Both operands in one dtype: float32 only when both are (the kernel computes in
+  // double either way, and float32 -> float64 is exact).
+  const DType dt = centers.dtype() == DType::Float32 && bucket_embed.dtype() == DType::Float32
+                       ? DType::Float32
+                       : DType::Float64;
+  const Tensor c = cuda_operand(centers, dt), phi = cuda_operand(bucket_embed, dt);
+  const int64_t K = c.size(0), H = phi.size(0), dc = c.size(1);
+  const Tensor out = Tensor::empty({K}, DType::Int64, c.device());
+  dispatch_float(dt, "concept_buckets", [&]<typename T>() {
+    kernels::cuda::concept_buckets<T>(c.data<T>(), phi.data<T>(), out.data<int64_t>(), K, H, dc);
+  });
+  return out.to_vector<int64_t>();
+}
+
+Tensor bucket_mask_cuda(const Tensor& hash_probs, const std::vector<int64_t>& buckets,
+                        int64_t top_r) {
+  const DType dt = cuda_compute_dtype(hash_probs);
+  const Tensor p = cuda_operand(hash_probs, dt);
+  const int64_t B = p.size(0), L = p.size(1), H = p.size(2);
+  const int64_t K = static_cast<int64_t>(buckets.size());
+  Tensor mask = Tensor::empty({B, L, K}, DType::UInt8, p.device());
+  if (K == 0) return mask;
+  for (int64_t k = 0; k < K; ++k)  // the kernel indexes the rows' probabilities with them
+    IM_CHECK(buckets[k] >= 0 && buckets[k] < H, "bucket_mask: bucket ", buckets[k], " of concept ",
+             k, " is out of range for ", H, " buckets");
+  const Tensor b = Tensor::from_vector<int64_t>(buckets, {K}).to(p.device());
+  dispatch_float(dt, "bucket_mask", [&]<typename T>() {
+    kernels::cuda::bucket_mask<T>(p.data<T>(), b.data<int64_t>(), mask.data<uint8_t>(), B * L, H, K,
+                                  top_r);
+  });
+  return mask;
+}
+
+Tensor budget_mask_cuda(const Tensor& masked_logits, int64_t k_min, int64_t k_max) {
+  const DType dt = cuda_compute_dtype(masked_logits);
+  const Tensor s = cuda_operand(masked_logits, dt);
+  const int64_t K = s.size(-1), rows = K > 0 ? s.numel() / K : 0;
+  Tensor mask = Tensor::empty(s.shape(), DType::UInt8, s.device());
+  // The CPU code's log(K), computed on the host as it does.
+  const double log_k = K > 1 ? std::log(static_cast<double>(K)) : 1.0;
+  dispatch_float(dt, "budget_mask", [&]<typename T>() {
+    kernels::cuda::budget_mask<T>(s.data<T>(), mask.data<uint8_t>(), rows, K, k_min, k_max, log_k);
+  });
+  return mask;
+}
+
+}  // namespace
+#endif
+
 std::vector<int64_t> concept_buckets(const Tensor& centers, const Tensor& bucket_embed) {
+#if IM_WITH_CUDA
+  if (centers.device().is_cuda()) return concept_buckets_cuda(centers, bucket_embed);
+#endif
   const Tensor c = centers.detach().contiguous().to(DType::Float64);
   const Tensor phi = bucket_embed.detach().contiguous().to(DType::Float64);
   const int64_t K = c.size(0), H = phi.size(0), dc = c.size(1);
@@ -31,6 +105,9 @@ std::vector<int64_t> concept_buckets(const Tensor& centers, const Tensor& bucket
 }
 
 Tensor bucket_mask(const Tensor& hash_probs, const std::vector<int64_t>& buckets, int64_t top_r) {
+#if IM_WITH_CUDA
+  if (hash_probs.device().is_cuda()) return bucket_mask_cuda(hash_probs, buckets, top_r);
+#endif
   const Tensor p = hash_probs.detach().contiguous().to(DType::Float64);
   const int64_t B = p.size(0), L = p.size(1), H = p.size(2);
   const int64_t K = static_cast<int64_t>(buckets.size());
@@ -60,6 +137,9 @@ Tensor bucket_mask(const Tensor& hash_probs, const std::vector<int64_t>& buckets
 }
 
 Tensor budget_mask(const Tensor& masked_logits, int64_t k_min, int64_t k_max) {
+#if IM_WITH_CUDA
+  if (masked_logits.device().is_cuda()) return budget_mask_cuda(masked_logits, k_min, k_max);
+#endif
   const Tensor s = masked_logits.detach().contiguous().to(DType::Float64);
   const int64_t rows = s.numel() / s.size(-1), K = s.size(-1);
   Tensor mask = Tensor::empty(s.shape(), DType::UInt8);

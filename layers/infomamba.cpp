@@ -96,11 +96,13 @@ Tensor InfoMamba::embed(const Tensor& input, Tensor& token_mask) {
   IM_CHECK(input.dim() == 2 && input.size(1) == seq_len_, "model expects token ids [B, ", seq_len_,
            "], got ", input.describe());
   if (cfg_.pad_id >= 0) {
-    const Tensor ids = input.to(DType::Int64);
+    // Built on the host from the ids (a GPU batch's ids are copied back: B x L integers).
+    const Tensor ids = input.to(Device::cpu()).to(DType::Int64).contiguous();
     std::vector<double> m(ids.numel());
     const int64_t* pid = ids.data<int64_t>();
     for (int64_t i = 0; i < ids.numel(); ++i) m[i] = pid[i] == cfg_.pad_id ? 0.0 : 1.0;
-    token_mask = Tensor::from_vector(m, ids.shape()).to(pos_embed_->dtype());
+    token_mask =
+        Tensor::from_vector(m, ids.shape()).to(pos_embed_->dtype()).to(pos_embed_->device());
   }
   return add(embedding(*token_embed_, input, cfg_.pad_id), *pos_embed_);
 }

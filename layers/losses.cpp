@@ -91,8 +91,8 @@ LossTerms compute_losses(const ModelOutput& out, const Tensor& prototypes, const
 }
 
 Accuracy count_correct(const Tensor& logits, const Tensor& labels) {
-  const Tensor l = logits.detach().contiguous().to(DType::Float64);
-  const Tensor y = labels.to(DType::Int64);
+  const Tensor l = logits.detach().to(Device::cpu()).contiguous().to(DType::Float64);
+  const Tensor y = labels.to(Device::cpu()).to(DType::Int64);
   const int64_t batch = l.size(0), classes = l.size(1);
   const double* pl = l.data<double>();
   const int64_t* py = y.data<int64_t>();

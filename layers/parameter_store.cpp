@@ -11,7 +11,7 @@ namespace {
 constexpr int64_t kAlign = 16;
 }  // namespace
 
-ParameterStore::ParameterStore(Module& root, DType dtype) {
+ParameterStore::ParameterStore(Module& root, DType dtype, Device device) {
   int64_t offset = 0;
   for (const NamedParameter& p : root.named_parameters()) {
     ParamSlot slot;
@@ -24,9 +24,9 @@ ParameterStore::ParameterStore(Module& root, DType dtype) {
     offset += (slot.numel + kAlign - 1) / kAlign * kAlign;
     slots_.push_back(std::move(slot));
   }
-  params_ = Tensor::zeros({offset}, dtype);
-  grads_ = Tensor::zeros({offset}, dtype);
-  decay_mask_ = Tensor::zeros({offset}, dtype);
+  params_ = Tensor::zeros({offset}, dtype, device);
+  grads_ = Tensor::zeros({offset}, dtype, device);
+  decay_mask_ = Tensor::zeros({offset}, dtype, device);
   NoGradGuard no_grad;
   for (const ParamSlot& s : slots_) {
     params_.slice(0, s.offset, s.offset + s.numel).view(s.shape).copy_(*s.tensor);
@@ -46,12 +46,15 @@ void ParameterStore::rebind_leaves() {
   }
 }
 
-void ParameterStore::zero_grad() { grads_.zero_(); }
+void ParameterStore::zero_grad() {
+  grads_.zero_();
+}
 
 void ParameterStore::bind(const Tensor& flat) {
-  IM_CHECK(flat.dim() == 1 && flat.numel() == numel(), "ParameterStore::bind: expected [",
-           numel(), "], got ", flat.describe());
-  for (const ParamSlot& s : slots_) *s.tensor = flat.slice(0, s.offset, s.offset + s.numel).view(s.shape);
+  IM_CHECK(flat.dim() == 1 && flat.numel() == numel(), "ParameterStore::bind: expected [", numel(),
+           "], got ", flat.describe());
+  for (const ParamSlot& s : slots_)
+    *s.tensor = flat.slice(0, s.offset, s.offset + s.numel).view(s.shape);
 }
 
 }  // namespace im::layers

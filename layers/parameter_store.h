@@ -22,9 +22,12 @@ struct ParamSlot {
 
 class ParameterStore {
  public:
-  // Packs the module's current parameter values into one flat buffer of `dtype` and
-  // makes every parameter a leaf view of it, with its gradient a view of flat_grads().
-  ParameterStore(Module& root, DType dtype);
+  // Packs the module's current parameter values into one flat buffer of `dtype` on
+  // `device` and makes every parameter a leaf view of it, with its gradient a view of
+  // flat_grads(). Modules build their parameters on the CPU; this moves them.
+  ParameterStore(Module& root, DType dtype, Device device = Device::cpu());
+
+  Device device() const { return params_.device(); }
 
   Tensor& flat_params() { return params_; }
   Tensor& flat_grads() { return grads_; }

@@ -5,6 +5,10 @@
 #include "core/ops.h"
 #include "core/ops/op_common.h"
 
+#if IM_WITH_CUDA
+#include "kernels/cuda/conv.h"
+#endif
+
 namespace im {
 
 namespace {
@@ -16,7 +20,6 @@ T* data_or_null(const Tensor& t) {
 
 void check_operand(const Tensor& x, const Tensor& t, const char* op) {
   detail::check_same_dtype_device(x, t, op);
-  detail::require_cpu(t, op);
 }
 
 }  // namespace
@@ -32,7 +35,6 @@ Tensor causal_depthwise_conv1d(const Tensor& x, const Tensor& weight, const Tens
   if (bias.defined())
     IM_CHECK(bias.dim() == 1 && bias.size(0) == channels, op, ": bias must be [C] = [", channels,
              "], got ", bias.describe());
-  detail::require_cpu(x, op);
   check_operand(x, weight, op);
   if (bias.defined()) check_operand(x, bias, op);
 
@@ -40,8 +42,15 @@ Tensor causal_depthwise_conv1d(const Tensor& x, const Tensor& weight, const Tens
   const Tensor bc = bias.defined() ? bias.detach().contiguous() : Tensor();
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
   dispatch_float(x.dtype(), op, [&]<typename T>() {
-    kernels::cpu::causal_depthwise_conv1d<T>(xc.data<T>(), wc.data<T>(), data_or_null<T>(bc),
-                                             out.data<T>(), batch, len, channels, ksize);
+    if (x.device().is_cpu()) {
+      kernels::cpu::causal_depthwise_conv1d<T>(xc.data<T>(), wc.data<T>(), data_or_null<T>(bc),
+                                               out.data<T>(), batch, len, channels, ksize);
+      return;
+    }
+#if IM_WITH_CUDA
+    kernels::cuda::causal_depthwise_conv1d<T>(xc.data<T>(), wc.data<T>(), data_or_null<T>(bc),
+                                              out.data<T>(), batch, len, channels, ksize);
+#endif
   });
 
   if (any_requires_grad({x, weight, bias})) {
@@ -55,9 +64,23 @@ Tensor causal_depthwise_conv1d(const Tensor& x, const Tensor& weight, const Tens
                 if (needs[1]) dw = Tensor::empty(wc.shape(), wc.dtype(), wc.device());
                 if (has_bias && needs[2]) db = Tensor::empty({channels}, xc.dtype(), xc.device());
                 dispatch_float(xc.dtype(), "causal_depthwise_conv1d", [&]<typename T>() {
-                  kernels::cpu::causal_depthwise_conv1d_backward<T>(
+                  if (xc.device().is_cpu()) {
+                    kernels::cpu::causal_depthwise_conv1d_backward<T>(
+                        gc.data<T>(), xc.data<T>(), wc.data<T>(), data_or_null<T>(dx),
+                        data_or_null<T>(dw), data_or_null<T>(db), batch, len, channels, ksize);
+                    return;
+                  }
+#if IM_WITH_CUDA
+                  // Per-block partial sums of dw and dbias (float64, whatever T is).
+                  const Tensor ws =
+                      Tensor::empty({kernels::cuda::causal_depthwise_conv1d_backward_workspace(
+                                        batch, len, channels, ksize)},
+                                    DType::Float64, xc.device());
+                  kernels::cuda::causal_depthwise_conv1d_backward<T>(
                       gc.data<T>(), xc.data<T>(), wc.data<T>(), data_or_null<T>(dx),
-                      data_or_null<T>(dw), data_or_null<T>(db), batch, len, channels, ksize);
+                      data_or_null<T>(dw), data_or_null<T>(db), batch, len, channels, ksize,
+                      ws.data<double>());
+#endif
                 });
                 return std::vector<Tensor>{dx, dw, db};
               });
@@ -98,7 +121,6 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
   if (bias.defined())
     IM_CHECK(bias.dim() == 1 && bias.size(0) == geo.out_channels, op, ": bias must be [Cout] = [",
              geo.out_channels, "], got ", bias.describe());
-  detail::require_cpu(x, op);
   check_operand(x, weight, op);
   if (bias.defined()) check_operand(x, bias, op);
 
@@ -107,7 +129,16 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
   Tensor out =
       Tensor::empty({geo.batch, geo.out_channels, geo.out_h, geo.out_w}, x.dtype(), x.device());
   dispatch_float(x.dtype(), op, [&]<typename T>() {
-    kernels::cpu::conv2d<T>(xc.data<T>(), wc.data<T>(), data_or_null<T>(bc), out.data<T>(), geo);
+    if (x.device().is_cpu()) {
+      kernels::cpu::conv2d<T>(xc.data<T>(), wc.data<T>(), data_or_null<T>(bc), out.data<T>(), geo);
+      return;
+    }
+#if IM_WITH_CUDA
+    // Column matrices of a chunk of samples and the chunk's GEMM output.
+    const Tensor ws = Tensor::empty({kernels::cuda::conv2d_workspace(geo)}, x.dtype(), x.device());
+    kernels::cuda::conv2d<T>(xc.data<T>(), wc.data<T>(), data_or_null<T>(bc), out.data<T>(), geo,
+                             ws.data<T>());
+#endif
   });
 
   if (any_requires_grad({x, weight, bias})) {
@@ -121,9 +152,19 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
                 if (has_bias && needs[2])
                   db = Tensor::empty({geo.out_channels}, xc.dtype(), xc.device());
                 dispatch_float(xc.dtype(), "conv2d", [&]<typename T>() {
-                  kernels::cpu::conv2d_backward<T>(gc.data<T>(), xc.data<T>(), wc.data<T>(),
-                                                   data_or_null<T>(dx), data_or_null<T>(dw),
-                                                   data_or_null<T>(db), geo);
+                  if (xc.device().is_cpu()) {
+                    kernels::cpu::conv2d_backward<T>(gc.data<T>(), xc.data<T>(), wc.data<T>(),
+                                                     data_or_null<T>(dx), data_or_null<T>(dw),
+                                                     data_or_null<T>(db), geo);
+                    return;
+                  }
+#if IM_WITH_CUDA
+                  const Tensor ws = Tensor::empty({kernels::cuda::conv2d_workspace(geo)},
+                                                  xc.dtype(), xc.device());
+                  kernels::cuda::conv2d_backward<T>(gc.data<T>(), xc.data<T>(), wc.data<T>(),
+                                                    data_or_null<T>(dx), data_or_null<T>(dw),
+                                                    data_or_null<T>(db), geo, ws.data<T>());
+#endif
                 });
                 return std::vector<Tensor>{dx, dw, db};
               });

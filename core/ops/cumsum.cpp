@@ -6,6 +6,10 @@
 #include "core/ops.h"
 #include "core/ops/op_common.h"
 
+#if IM_WITH_CUDA
+#include "kernels/cuda/cumsum.h"
+#endif
+
 namespace im {
 
 namespace {
@@ -24,11 +28,29 @@ ScanShape scan_shape(const Shape& shape, int64_t dim) {
   return s;
 }
 
+// A typed pointer to a tensor's first element on either device (data<T>() is for host
+// memory only); the dtype was checked by dispatch_float.
+template <typename T>
+T* typed(const Tensor& t) {
+  return static_cast<T*>(t.data_ptr());
+}
+
 Tensor cumsum_kernel(const Tensor& x, const ScanShape& s, bool reverse) {
   const Tensor xc = x.detach().contiguous();
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
   dispatch_float(x.dtype(), "cumsum", [&]<typename T>() {
-    kernels::cpu::cumsum<T>(xc.data<T>(), out.data<T>(), s.outer, s.n, s.inner, reverse);
+    if (x.device().is_cpu()) {
+      kernels::cpu::cumsum<T>(xc.data<T>(), out.data<T>(), s.outer, s.n, s.inner, reverse);
+      return;
+    }
+#if IM_WITH_CUDA
+    const size_t bytes = kernels::cuda::cumsum_workspace_bytes(s.outer, s.n, s.inner);
+    const Tensor ws = bytes > 0
+                          ? Tensor::empty({static_cast<int64_t>(bytes)}, DType::UInt8, x.device())
+                          : Tensor();
+    kernels::cuda::cumsum<T>(typed<T>(xc), typed<T>(out), s.outer, s.n, s.inner, reverse,
+                             ws.defined() ? ws.data_ptr() : nullptr);
+#endif
   });
   return out;
 }
@@ -37,7 +59,6 @@ Tensor cumsum_kernel(const Tensor& x, const ScanShape& s, bool reverse) {
 
 Tensor cumsum(const Tensor& x, int64_t dim) {
   IM_CHECK(x.defined(), "cumsum: input is undefined");
-  detail::require_cpu(x, "cumsum");
   dim = wrap_dim(dim, x.dim() == 0 ? 1 : x.dim(), "cumsum");
   const ScanShape s = scan_shape(x.shape(), dim);
   Tensor out = cumsum_kernel(x, s, /*reverse=*/false);

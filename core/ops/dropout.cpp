@@ -7,6 +7,10 @@
 #include "core/ops.h"
 #include "core/ops/op_common.h"
 
+#if IM_WITH_CUDA
+#include "kernels/cuda/dropout.h"
+#endif
+
 namespace im {
 
 namespace {
@@ -17,16 +21,31 @@ void check_args(const Tensor& x, double p, const char* op) {
   IM_CHECK(p >= 0.0 && p < 1.0, op, ": p must be in [0, 1), got ", p);
   IM_CHECK(x.dtype() == DType::Float32 || x.dtype() == DType::Float64, op,
            ": expected a float32 or float64 tensor, got ", x.describe());
-  detail::require_cpu(x, op);
+}
+
+// A typed pointer to a tensor's first element on either device (data<T>() is for host
+// memory only); the dtype was checked by dispatch_float.
+template <typename T>
+T* typed(const Tensor& t) {
+  return static_cast<T*>(t.data_ptr());
 }
 
 Tensor masked_scale(const Tensor& x, const Tensor& mask, int64_t group, double scale,
                     const char* op) {
   const Tensor xc = x.contiguous();
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
+  IM_CHECK(mask.device() == x.device(), op, ": mask on ", mask.device().str(), " for ",
+           x.describe());
   dispatch_float(x.dtype(), op, [&]<typename T>() {
-    kernels::cpu::masked_scale<T>(xc.data<T>(), mask.data<uint8_t>(), group, static_cast<T>(scale),
-                                  out.data<T>(), out.numel());
+    if (x.device().is_cpu()) {
+      kernels::cpu::masked_scale<T>(xc.data<T>(), mask.data<uint8_t>(), group,
+                                    static_cast<T>(scale), out.data<T>(), out.numel());
+      return;
+    }
+#if IM_WITH_CUDA
+    kernels::cuda::masked_scale<T>(typed<T>(xc), typed<uint8_t>(mask), group, static_cast<T>(scale),
+                                   typed<T>(out), out.numel());
+#endif
   });
   return out;
 }
@@ -46,7 +65,7 @@ Tensor apply_mask(const Tensor& x, const Tensor& mask, int64_t group, double sca
 Tensor dropout(const Tensor& x, double p, Generator& gen) {
   check_args(x, p, "dropout");
   if (p == 0.0) return x;
-  const Tensor mask = bernoulli_mask(x.shape(), 1.0 - p, gen);
+  const Tensor mask = bernoulli_mask(x.shape(), 1.0 - p, gen, x.device());
   return apply_mask(x, mask, 1, 1.0 / (1.0 - p), "dropout");
 }
 
@@ -55,7 +74,7 @@ Tensor drop_path(const Tensor& x, double p, Generator& gen) {
   IM_CHECK(x.dim() >= 1, "drop_path: x needs a sample dimension (dim 0), got ", x.describe());
   if (p == 0.0) return x;
   const int64_t samples = x.size(0);
-  const Tensor mask = bernoulli_mask({samples}, 1.0 - p, gen);
+  const Tensor mask = bernoulli_mask({samples}, 1.0 - p, gen, x.device());
   const int64_t group = samples > 0 ? x.numel() / samples : 0;
   return apply_mask(x, mask, group, 1.0 / (1.0 - p), "drop_path");
 }
@@ -68,7 +87,7 @@ Tensor drop_path(const Tensor& x, double p, Generator& gen, int64_t batch_offset
   IM_CHECK(batch_offset >= 0 && batch_offset + samples <= batch_size, "drop_path: samples [",
            batch_offset, ", ", batch_offset + samples, ") do not lie in a batch of ", batch_size);
   if (p == 0.0) return x;
-  const Tensor mask = bernoulli_mask({batch_size}, 1.0 - p, gen)
+  const Tensor mask = bernoulli_mask({batch_size}, 1.0 - p, gen, x.device())
                           .slice(0, batch_offset, batch_offset + samples)
                           .contiguous();
   const int64_t group = samples > 0 ? x.numel() / samples : 0;

@@ -1,6 +1,7 @@
 // Index-driven ops: embedding, gather / scatter_add, where, masked_fill and topk.
 // Index tensors are made contiguous once and range-checked before any kernel reads
 // through them, so a bad id is an im::Error naming it, never an out-of-bounds read.
+// On CUDA tensors that check reads one int64 back from the device (a stream sync).
 #include <optional>
 
 #include "core/autograd.h"
@@ -9,6 +10,11 @@
 #include "core/ops/last_dim.h"
 #include "core/ops/op_common.h"
 #include "kernels/cpu/indexing.h"
+
+#if IM_WITH_CUDA
+#include "kernels/cuda/indexing.h"
+#include "kernels/cuda/runtime.h"
+#endif
 
 namespace im {
 
@@ -23,9 +29,22 @@ struct BadIndex {
 std::optional<BadIndex> find_bad_index(const Tensor& index, int64_t limit, const char* op) {
   return dispatch_index(index.dtype(), op, [&]<typename I>() -> std::optional<BadIndex> {
     const I* p = index.data<I>();
-    const int64_t pos = kernels::cpu::first_out_of_range<I>(p, index.numel(), limit);
+    if (index.device().is_cpu()) {
+      const int64_t pos = kernels::cpu::first_out_of_range<I>(p, index.numel(), limit);
+      if (pos < 0) return std::nullopt;
+      return BadIndex{pos, static_cast<int64_t>(p[pos])};
+    }
+#if IM_WITH_CUDA
+    const Tensor scratch = Tensor::empty({1}, DType::Int64, index.device());
+    const int64_t pos =
+        kernels::cuda::first_out_of_range<I>(p, index.numel(), limit, scratch.data<int64_t>());
     if (pos < 0) return std::nullopt;
-    return BadIndex{pos, static_cast<int64_t>(p[pos])};
+    I value{};
+    kernels::cuda::memcpy_device_to_host(&value, p + pos, sizeof(I));
+    return BadIndex{pos, static_cast<int64_t>(value)};
+#else
+    throw Error(detail::concat(op, ": ", index.describe(), ": ", cuda_unavailable_reason()));
+#endif
   });
 }
 
@@ -33,20 +52,23 @@ void check_index_tensor(const Tensor& index, const char* op, const char* arg) {
   IM_CHECK(index.defined(), op, ": ", arg, " is undefined");
   IM_CHECK(index.dtype() == DType::Int32 || index.dtype() == DType::Int64, op, ": ", arg,
            " must be an int32 or int64 tensor, got ", index.describe());
-  detail::require_cpu(index, op);
 }
 
 void check_float_tensor(const Tensor& t, const char* op, const char* arg) {
   IM_CHECK(t.defined(), op, ": ", arg, " is undefined");
   IM_CHECK(t.dtype() == DType::Float32 || t.dtype() == DType::Float64, op, ": ", arg,
            " must be a float32 or float64 tensor, got ", t.describe());
-  detail::require_cpu(t, op);
 }
 
 void check_mask_tensor(const Tensor& m, const char* op, const char* arg) {
   IM_CHECK(m.defined(), op, ": ", arg, " is undefined");
   IM_CHECK(m.dtype() == DType::UInt8, op, ": ", arg, " must be a uint8 tensor, got ", m.describe());
-  detail::require_cpu(m, op);
+}
+
+// Index, mask or condition tensors must live where the data does.
+void check_same_device(const Tensor& data, const Tensor& t, const char* op, const char* arg) {
+  IM_CHECK(t.device() == data.device(), op, ": ", arg, " ", t.describe(),
+           " must be on the same device as ", data.describe());
 }
 
 // ---- gather / scatter-add cores, shared by topk's backward -----------------------------
@@ -57,8 +79,15 @@ Tensor gather_kernel(const Tensor& x, int64_t dim, const Tensor& index) {
   const Tensor xd = x.detach();
   dispatch_float(x.dtype(), "gather", [&]<typename T>() {
     dispatch_index(index.dtype(), "gather", [&]<typename I>() {
-      kernels::cpu::gather<T, I>(xd.data<T>(), xd.strides(), dim, index.data<I>(), out.data<T>(),
-                                 index.shape());
+      if (x.device().is_cpu()) {
+        kernels::cpu::gather<T, I>(xd.data<T>(), xd.strides(), dim, index.data<I>(), out.data<T>(),
+                                   index.shape());
+        return;
+      }
+#if IM_WITH_CUDA
+      kernels::cuda::gather<T, I>(xd.data<T>(), xd.strides(), dim, index.data<I>(), out.data<T>(),
+                                  index.shape());
+#endif
     });
   });
   return out;
@@ -69,8 +98,15 @@ void scatter_add_kernel(Tensor& out, int64_t dim, const Tensor& index, const Ten
   const Tensor sd = src.detach();
   dispatch_float(out.dtype(), "scatter_add", [&]<typename T>() {
     dispatch_index(index.dtype(), "scatter_add", [&]<typename I>() {
-      kernels::cpu::scatter_add<T, I>(out.data<T>(), out.strides(), dim, index.data<I>(),
-                                      sd.data<T>(), sd.strides(), index.shape());
+      if (out.device().is_cpu()) {
+        kernels::cpu::scatter_add<T, I>(out.data<T>(), out.strides(), dim, index.data<I>(),
+                                        sd.data<T>(), sd.strides(), index.shape());
+        return;
+      }
+#if IM_WITH_CUDA
+      kernels::cuda::scatter_add<T, I>(out.data<T>(), out.strides(), dim, index.data<I>(),
+                                       sd.data<T>(), sd.strides(), index.shape());
+#endif
     });
   });
 }
@@ -82,8 +118,15 @@ Tensor where_kernel(const Tensor& cond, const Tensor& a, const Tensor& b, const 
                eb = b.detach().expand(shape);
   Tensor out = Tensor::empty(shape, a.dtype(), a.device());
   dispatch_float(a.dtype(), "where", [&]<typename T>() {
-    kernels::cpu::where<T>(ec.data<uint8_t>(), ec.strides(), ea.data<T>(), ea.strides(),
-                           eb.data<T>(), eb.strides(), out.data<T>(), shape);
+    if (a.device().is_cpu()) {
+      kernels::cpu::where<T>(ec.data<uint8_t>(), ec.strides(), ea.data<T>(), ea.strides(),
+                             eb.data<T>(), eb.strides(), out.data<T>(), shape);
+      return;
+    }
+#if IM_WITH_CUDA
+    kernels::cuda::where<T>(ec.data<uint8_t>(), ec.strides(), ea.data<T>(), ea.strides(),
+                            eb.data<T>(), eb.strides(), out.data<T>(), shape);
+#endif
   });
   return out;
 }
@@ -92,8 +135,15 @@ Tensor masked_fill_kernel(const Tensor& x, const Tensor& mask, double value) {
   const Tensor xd = x.detach(), em = mask.detach().expand(x.shape());
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
   dispatch_float(x.dtype(), "masked_fill", [&]<typename T>() {
-    kernels::cpu::masked_fill<T>(xd.data<T>(), xd.strides(), em.data<uint8_t>(), em.strides(),
-                                 static_cast<T>(value), out.data<T>(), x.shape());
+    if (x.device().is_cpu()) {
+      kernels::cpu::masked_fill<T>(xd.data<T>(), xd.strides(), em.data<uint8_t>(), em.strides(),
+                                   static_cast<T>(value), out.data<T>(), x.shape());
+      return;
+    }
+#if IM_WITH_CUDA
+    kernels::cuda::masked_fill<T>(xd.data<T>(), xd.strides(), em.data<uint8_t>(), em.strides(),
+                                  static_cast<T>(value), out.data<T>(), x.shape());
+#endif
   });
   return out;
 }
@@ -124,6 +174,7 @@ void check_index_values(const Tensor& index, int64_t dim, int64_t limit, const c
 Tensor embedding(const Tensor& table, const Tensor& ids, int64_t padding_idx) {
   check_float_tensor(table, "embedding", "table");
   check_index_tensor(ids, "embedding", "ids");
+  check_same_device(table, ids, "embedding", "ids");
   IM_CHECK(table.dim() == 2, "embedding: table must be [vocab, width], got ", table.describe());
   const int64_t vocab = table.size(0), width = table.size(1);
   IM_CHECK(padding_idx < vocab, "embedding: padding_idx ", padding_idx,
@@ -141,23 +192,39 @@ Tensor embedding(const Tensor& table, const Tensor& ids, int64_t padding_idx) {
   const int64_t n = ids.numel();
   dispatch_float(table.dtype(), "embedding", [&]<typename T>() {
     dispatch_index(ids_c.dtype(), "embedding", [&]<typename I>() {
-      kernels::cpu::embedding_forward<T, I>(tc.data<T>(), ids_c.data<I>(), out.data<T>(), n, width);
+      if (table.device().is_cpu()) {
+        kernels::cpu::embedding_forward<T, I>(tc.data<T>(), ids_c.data<I>(), out.data<T>(), n,
+                                              width);
+        return;
+      }
+#if IM_WITH_CUDA
+      kernels::cuda::embedding_forward<T, I>(tc.data<T>(), ids_c.data<I>(), out.data<T>(), n,
+                                             width);
+#endif
     });
   });
   const DType dtype = table.dtype();
-  record_op(
-      "embedding", {table}, {out},
-      [ids_c, vocab, width, n, padding_idx, dtype](const std::vector<Tensor>& g, const auto&) {
-        const Tensor gc = g[0].contiguous();
-        Tensor dtable = Tensor::zeros({vocab, width}, dtype);
-        dispatch_float(dtype, "embedding", [&]<typename T>() {
-          dispatch_index(ids_c.dtype(), "embedding", [&]<typename I>() {
-            kernels::cpu::embedding_backward<T, I>(gc.data<T>(), ids_c.data<I>(), dtable.data<T>(),
-                                                   n, width, padding_idx);
-          });
-        });
-        return std::vector<Tensor>{dtable};
-      });
+  const Device device = table.device();
+  record_op("embedding", {table}, {out},
+            [ids_c, vocab, width, n, padding_idx, dtype, device](const std::vector<Tensor>& g,
+                                                                 const auto&) {
+              const Tensor gc = g[0].contiguous();
+              Tensor dtable = Tensor::zeros({vocab, width}, dtype, device);
+              dispatch_float(dtype, "embedding", [&]<typename T>() {
+                dispatch_index(ids_c.dtype(), "embedding", [&]<typename I>() {
+                  if (device.is_cpu()) {
+                    kernels::cpu::embedding_backward<T, I>(gc.data<T>(), ids_c.data<I>(),
+                                                           dtable.data<T>(), n, width, padding_idx);
+                    return;
+                  }
+#if IM_WITH_CUDA
+                  kernels::cuda::embedding_backward<T, I>(gc.data<T>(), ids_c.data<I>(),
+                                                          dtable.data<T>(), n, width, padding_idx);
+#endif
+                });
+              });
+              return std::vector<Tensor>{dtable};
+            });
   return out;
 }
 
@@ -166,6 +233,7 @@ Tensor embedding(const Tensor& table, const Tensor& ids, int64_t padding_idx) {
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   check_float_tensor(x, "gather", "x");
   check_index_tensor(index, "gather", "index");
+  check_same_device(x, index, "gather", "index");
   IM_CHECK(x.dim() >= 1, "gather: x must have at least 1 dimension, got ", x.describe());
   dim = wrap_dim(dim, x.dim(), "gather");
   check_gather_shapes(x, dim, index, "gather", "x");
@@ -186,6 +254,7 @@ Tensor scatter_add(const Tensor& base, int64_t dim, const Tensor& index, const T
   check_float_tensor(src, "scatter_add", "src");
   check_index_tensor(index, "scatter_add", "index");
   detail::check_same_dtype_device(base, src, "scatter_add");
+  check_same_device(base, index, "scatter_add", "index");
   IM_CHECK(base.dim() >= 1, "scatter_add: base must have at least 1 dimension, got ",
            base.describe());
   dim = wrap_dim(dim, base.dim(), "scatter_add");
@@ -228,6 +297,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   check_float_tensor(a, "where", "a");
   check_float_tensor(b, "where", "b");
   detail::check_same_dtype_device(a, b, "where");
+  check_same_device(a, cond, "where", "cond");
   const Shape shape =
       broadcast_shapes(cond.shape(), broadcast_shapes(a.shape(), b.shape(), "where"), "where");
   Tensor out = where_kernel(cond, a, b, shape);
@@ -246,6 +316,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
   check_float_tensor(x, "masked_fill", "x");
   check_mask_tensor(mask, "masked_fill", "mask");
+  check_same_device(x, mask, "masked_fill", "mask");
   IM_CHECK(broadcast_shapes(mask.shape(), x.shape(), "masked_fill") == x.shape(),
            "masked_fill: mask ", mask.describe(), " does not broadcast to x's shape ",
            shape_str(x.shape()));
@@ -271,8 +342,15 @@ TopK topk(const Tensor& x, int64_t k, int64_t dim) {
   Tensor values_rows = Tensor::empty(rows_shape, x.dtype(), x.device());
   Tensor indices_rows = Tensor::empty(rows_shape, DType::Int64, x.device());
   dispatch_float(x.dtype(), "topk", [&]<typename T>() {
-    kernels::cpu::topk_rows<T>(rows.data<T>(), values_rows.data<T>(), indices_rows.data<int64_t>(),
-                               p.rows, p.cols, k);
+    if (x.device().is_cpu()) {
+      kernels::cpu::topk_rows<T>(rows.data<T>(), values_rows.data<T>(),
+                                 indices_rows.data<int64_t>(), p.rows, p.cols, k);
+      return;
+    }
+#if IM_WITH_CUDA
+    kernels::cuda::topk_rows<T>(rows.data<T>(), values_rows.data<T>(), indices_rows.data<int64_t>(),
+                                p.rows, p.cols, k);
+#endif
   });
   TopK result{detail::from_rows(values_rows, p), detail::from_rows(indices_rows, p)};
   if (any_requires_grad({x})) {

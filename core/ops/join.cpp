@@ -20,7 +20,6 @@ Tensor concat(const std::vector<Tensor>& tensors, int64_t dim) {
   for (size_t i = 0; i < tensors.size(); ++i) {
     const Tensor& t = tensors[i];
     IM_CHECK(t.defined(), "concat: tensor ", i, " is undefined");
-    detail::require_cpu(t, "concat");
     detail::check_same_dtype_device(first, t, "concat");
     bool same = t.dim() == first.dim();
     for (int64_t d = 0; same && d < t.dim(); ++d) same = d == dim || t.size(d) == first.size(d);
@@ -68,7 +67,6 @@ Tensor stack(const std::vector<Tensor>& tensors, int64_t dim) {
 std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int64_t dim) {
   IM_CHECK(x.defined(), "split: input is undefined");
   IM_CHECK(x.dim() >= 1, "split: cannot split a 0-d tensor ", x.describe());
-  detail::require_cpu(x, "split");
   dim = wrap_dim(dim, x.dim(), "split");
   int64_t total = 0;
   for (size_t i = 0; i < sizes.size(); ++i) {

@@ -8,6 +8,10 @@
 #include "core/ops/op_common.h"
 #include "kernels/cpu/layer_norm.h"
 
+#if IM_WITH_CUDA
+#include "kernels/cuda/layer_norm.h"
+#endif
+
 namespace im {
 
 namespace {
@@ -19,9 +23,16 @@ void check_param(const Tensor& p, const Tensor& x, int64_t d, const char* arg) {
   detail::check_same_dtype_device(x, p, "layer_norm");
 }
 
+// A typed pointer to a tensor's first element on either device (data<T>() is for host
+// memory only); the dtype was checked by dispatch_float.
+template <typename T>
+T* typed(const Tensor& t) {
+  return static_cast<T*>(t.data_ptr());
+}
+
 template <typename T>
 const T* ptr_or_null(const Tensor& t) {
-  return t.defined() ? t.data<T>() : nullptr;
+  return t.defined() ? typed<T>(t) : nullptr;
 }
 
 }  // namespace
@@ -29,7 +40,6 @@ const T* ptr_or_null(const Tensor& t) {
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
   IM_CHECK(x.defined(), "layer_norm: input is undefined");
   IM_CHECK(x.dim() >= 1, "layer_norm: input must have at least 1 dimension, got ", x.describe());
-  detail::require_cpu(x, "layer_norm");
   const int64_t cols = x.size(-1);
   IM_CHECK(cols > 0, "layer_norm: the normalised (last) dimension of ", x.describe(), " is empty");
   IM_CHECK(std::isfinite(eps) && eps >= 0, "layer_norm: eps must be finite and >= 0, got ", eps);
@@ -44,30 +54,53 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
   Tensor mean = Tensor::empty({rows}, x.dtype(), x.device());
   Tensor rstd = Tensor::empty({rows}, x.dtype(), x.device());
   dispatch_float(x.dtype(), "layer_norm", [&]<typename T>() {
-    kernels::cpu::layer_norm_forward<T>(xc.data<T>(), ptr_or_null<T>(wc), ptr_or_null<T>(bc),
-                                        out.data<T>(), mean.data<T>(), rstd.data<T>(), rows, cols,
-                                        eps);
+    if (x.device().is_cpu()) {
+      kernels::cpu::layer_norm_forward<T>(xc.data<T>(), ptr_or_null<T>(wc), ptr_or_null<T>(bc),
+                                          out.data<T>(), mean.data<T>(), rstd.data<T>(), rows, cols,
+                                          eps);
+      return;
+    }
+#if IM_WITH_CUDA
+    kernels::cuda::layer_norm_forward<T>(typed<T>(xc), ptr_or_null<T>(wc), ptr_or_null<T>(bc),
+                                         typed<T>(out), typed<T>(mean), typed<T>(rstd), rows, cols,
+                                         eps);
+#endif
   });
 
   if (any_requires_grad({x, weight, bias})) {
     const bool has_bias = bias.defined();
-    record_op("layer_norm", {x, weight, bias}, {out},
-              [xc, wc, mean, rstd, has_bias, rows, cols](const std::vector<Tensor>& g,
-                                                         const auto& needs) {
-                const Tensor gc = g[0].contiguous();
-                Tensor dx, dw, db;
-                if (needs[0]) dx = Tensor::empty(xc.shape(), xc.dtype(), xc.device());
-                if (needs[1]) dw = Tensor::empty(wc.shape(), xc.dtype(), xc.device());
-                if (needs[2] && has_bias) db = Tensor::empty({cols}, xc.dtype(), xc.device());
-                dispatch_float(xc.dtype(), "layer_norm", [&]<typename T>() {
-                  kernels::cpu::layer_norm_backward<T>(
-                      gc.data<T>(), xc.data<T>(), mean.data<T>(), rstd.data<T>(),
-                      ptr_or_null<T>(wc), dx.defined() ? dx.data<T>() : nullptr,
-                      dw.defined() ? dw.data<T>() : nullptr, db.defined() ? db.data<T>() : nullptr,
-                      rows, cols);
-                });
-                return std::vector<Tensor>{dx, dw, db};
-              });
+    record_op(
+        "layer_norm", {x, weight, bias}, {out},
+        [xc, wc, mean, rstd, has_bias, rows, cols](const std::vector<Tensor>& g,
+                                                   const auto& needs) {
+          const Tensor gc = g[0].contiguous();
+          Tensor dx, dw, db;
+          if (needs[0]) dx = Tensor::empty(xc.shape(), xc.dtype(), xc.device());
+          if (needs[1]) dw = Tensor::empty(wc.shape(), xc.dtype(), xc.device());
+          if (needs[2] && has_bias) db = Tensor::empty({cols}, xc.dtype(), xc.device());
+          dispatch_float(xc.dtype(), "layer_norm", [&]<typename T>() {
+            T* pdx = dx.defined() ? typed<T>(dx) : nullptr;
+            T* pdw = dw.defined() ? typed<T>(dw) : nullptr;
+            T* pdb = db.defined() ? typed<T>(db) : nullptr;
+            if (xc.device().is_cpu()) {
+              kernels::cpu::layer_norm_backward<T>(gc.data<T>(), xc.data<T>(), mean.data<T>(),
+                                                   rstd.data<T>(), ptr_or_null<T>(wc), pdx, pdw,
+                                                   pdb, rows, cols);
+              return;
+            }
+#if IM_WITH_CUDA
+            const size_t bytes =
+                pdw || pdb ? kernels::cuda::layer_norm_backward_workspace_bytes(rows, cols) : 0;
+            const Tensor ws =
+                bytes > 0 ? Tensor::empty({static_cast<int64_t>(bytes)}, DType::UInt8, xc.device())
+                          : Tensor();
+            kernels::cuda::layer_norm_backward<T>(
+                typed<T>(gc), typed<T>(xc), typed<T>(mean), typed<T>(rstd), ptr_or_null<T>(wc), pdx,
+                pdw, pdb, rows, cols, ws.defined() ? ws.data_ptr() : nullptr);
+#endif
+          });
+          return std::vector<Tensor>{dx, dw, db};
+        });
   }
   return out;
 }

@@ -8,6 +8,10 @@
 #include "core/ops/op_common.h"
 #include "kernels/cpu/reduce.h"
 
+#if IM_WITH_CUDA
+#include "kernels/cuda/reduce.h"
+#endif
+
 namespace im {
 
 namespace {
@@ -69,6 +73,23 @@ Tensor rows_view(const Tensor& x, const ReducePlan& p) {
   return x.detach().permute(p.perm).contiguous();
 }
 
+// A typed pointer to a tensor's first element on either device (data<T>() is for host
+// memory only); the dtype was checked by dispatch_float.
+template <typename T>
+T* typed(const Tensor& t) {
+  return static_cast<T*>(t.data_ptr());
+}
+
+// Device scratch of `bytes` for a CUDA kernel (undefined when none is needed); it goes
+// back to the allocator, ordered on the stream, when the caller drops it.
+[[maybe_unused]] Tensor workspace(size_t bytes, Device device) {
+  return bytes > 0 ? Tensor::empty({static_cast<int64_t>(bytes)}, DType::UInt8, device) : Tensor();
+}
+
+[[maybe_unused]] void* ptr_or_null(const Tensor& t) {
+  return t.defined() ? t.data_ptr() : nullptr;
+}
+
 // Broadcasts a reduced gradient back over the input's shape.
 Tensor expand_back(const Tensor& g, const ReducePlan& p, const Shape& in_shape) {
   return g.reshape(p.keep_shape).expand(in_shape);
@@ -77,7 +98,6 @@ Tensor expand_back(const Tensor& g, const ReducePlan& p, const Shape& in_shape) 
 }  // namespace
 
 Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
-  detail::require_cpu(x, "sum");
   const ReducePlan p = plan(x, dims, keepdim, "sum");
   Tensor out = Tensor::empty(p.out_shape, x.dtype(), x.device());
   if (reduces_leading_dims(x, p)) {
@@ -85,12 +105,28 @@ Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
     // instead of permuting it into a copy.
     const Tensor xc = x.detach();
     dispatch_float(x.dtype(), "sum", [&]<typename T>() {
-      kernels::cpu::sum_cols<T>(xc.data<T>(), out.data<T>(), p.cols, p.rows);
+      if (x.device().is_cpu()) {
+        kernels::cpu::sum_cols<T>(xc.data<T>(), out.data<T>(), p.cols, p.rows);
+        return;
+      }
+#if IM_WITH_CUDA
+      const Tensor ws =
+          workspace(kernels::cuda::sum_cols_workspace_bytes(p.cols, p.rows), x.device());
+      kernels::cuda::sum_cols<T>(typed<T>(xc), typed<T>(out), p.cols, p.rows, ptr_or_null(ws));
+#endif
     });
   } else {
     const Tensor rows = rows_view(x, p);
     dispatch_float(x.dtype(), "sum", [&]<typename T>() {
-      kernels::cpu::sum_rows<T>(rows.data<T>(), out.data<T>(), p.rows, p.cols);
+      if (x.device().is_cpu()) {
+        kernels::cpu::sum_rows<T>(rows.data<T>(), out.data<T>(), p.rows, p.cols);
+        return;
+      }
+#if IM_WITH_CUDA
+      const Tensor ws =
+          workspace(kernels::cuda::row_reduce_workspace_bytes(p.rows, p.cols), x.device());
+      kernels::cuda::sum_rows<T>(typed<T>(rows), typed<T>(out), p.rows, p.cols, ptr_or_null(ws));
+#endif
     });
   }
   const Shape in_shape = x.shape();
@@ -101,7 +137,6 @@ Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
 }
 
 Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
-  detail::require_cpu(x, "mean");
   const ReducePlan p = plan(x, dims, keepdim, "mean");
   IM_CHECK(p.cols > 0, "mean: reducing ", x.describe(), " over an empty set");
   Tensor out;
@@ -118,25 +153,42 @@ Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
 }
 
 Tensor max(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
-  detail::require_cpu(x, "max");
   const ReducePlan p = plan(x, dims, keepdim, "max");
   IM_CHECK(p.cols > 0, "max: reducing ", x.describe(), " over an empty set");
   const Tensor rows = rows_view(x, p);
   Tensor out = Tensor::empty(p.out_shape, x.dtype(), x.device());
-  Tensor argmax = Tensor::empty({p.rows}, DType::Int64);
+  Tensor argmax = Tensor::empty({p.rows}, DType::Int64, x.device());
   dispatch_float(x.dtype(), "max", [&]<typename T>() {
-    kernels::cpu::max_rows<T>(rows.data<T>(), out.data<T>(), argmax.data<int64_t>(), p.rows,
-                              p.cols);
+    if (x.device().is_cpu()) {
+      kernels::cpu::max_rows<T>(rows.data<T>(), out.data<T>(), argmax.data<int64_t>(), p.rows,
+                                p.cols);
+      return;
+    }
+#if IM_WITH_CUDA
+    const Tensor ws =
+        workspace(kernels::cuda::row_reduce_workspace_bytes(p.rows, p.cols), x.device());
+    kernels::cuda::max_rows<T>(typed<T>(rows), typed<T>(out), typed<int64_t>(argmax), p.rows,
+                               p.cols, ptr_or_null(ws));
+#endif
   });
   record_op("max", {x}, {out}, [p, argmax](const std::vector<Tensor>& g, const auto&) {
     // The gradient goes to the first position that attained the maximum.
-    Tensor grad_rows = Tensor::zeros({p.rows, p.cols}, g[0].dtype());
     const Tensor gc = g[0].contiguous();
+    Tensor grad_rows;
     dispatch_float(gc.dtype(), "max", [&]<typename T>() {
-      const T* pg = gc.data<T>();
-      T* pr = grad_rows.data<T>();
-      const int64_t* pa = argmax.data<int64_t>();
-      for (int64_t r = 0; r < p.rows; ++r) pr[r * p.cols + pa[r]] = pg[r];
+      if (gc.device().is_cpu()) {
+        grad_rows = Tensor::zeros({p.rows, p.cols}, gc.dtype());
+        const T* pg = gc.data<T>();
+        T* pr = grad_rows.data<T>();
+        const int64_t* pa = argmax.data<int64_t>();
+        for (int64_t r = 0; r < p.rows; ++r) pr[r * p.cols + pa[r]] = pg[r];
+        return;
+      }
+#if IM_WITH_CUDA
+      grad_rows = Tensor::empty({p.rows, p.cols}, gc.dtype(), gc.device());
+      kernels::cuda::max_rows_backward<T>(typed<T>(gc), typed<int64_t>(argmax), typed<T>(grad_rows),
+                                          p.rows, p.cols);
+#endif
     });
     return std::vector<Tensor>{grad_rows.reshape(p.permuted_shape).permute(p.inverse)};
   });
@@ -144,15 +196,23 @@ Tensor max(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
 }
 
 Tensor var(const Tensor& x, const std::vector<int64_t>& dims, int64_t correction, bool keepdim) {
-  detail::require_cpu(x, "var");
   IM_CHECK(correction >= 0, "var: correction must be >= 0, got ", correction);
   const ReducePlan p = plan(x, dims, keepdim, "var");
   const Tensor rows = rows_view(x, p);
   Tensor out = Tensor::empty(p.out_shape, x.dtype(), x.device());
   Tensor row_mean = Tensor::empty(p.keep_shape, x.dtype(), x.device());
   dispatch_float(x.dtype(), "var", [&]<typename T>() {
-    kernels::cpu::var_rows<T>(rows.data<T>(), out.data<T>(), row_mean.data<T>(), p.rows, p.cols,
-                              correction);
+    if (x.device().is_cpu()) {
+      kernels::cpu::var_rows<T>(rows.data<T>(), out.data<T>(), row_mean.data<T>(), p.rows, p.cols,
+                                correction);
+      return;
+    }
+#if IM_WITH_CUDA
+    const Tensor ws =
+        workspace(kernels::cuda::row_reduce_workspace_bytes(p.rows, p.cols), x.device());
+    kernels::cuda::var_rows<T>(typed<T>(rows), typed<T>(out), typed<T>(row_mean), p.rows, p.cols,
+                               correction, ptr_or_null(ws));
+#endif
   });
   if (any_requires_grad({x})) {
     const Tensor xs = x.detach();

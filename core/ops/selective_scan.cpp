@@ -1,10 +1,15 @@
 // Selective SSM scan (MODEL.md §3): the sequential CPU reference with its hand-derived
-// backward. The backward recomputes the forward states, so forward keeps only its inputs.
+// backward, and the CUDA kernels (kernels/cuda/selective_scan.h) for GPU tensors. Both
+// backwards recompute the forward states, so forward keeps only its inputs.
 #include "kernels/cpu/selective_scan.h"
 #include "core/autograd.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
 #include "core/ops/op_common.h"
+
+#if IM_WITH_CUDA
+#include "kernels/cuda/selective_scan.h"
+#endif
 
 namespace im {
 
@@ -39,9 +44,17 @@ Tensor selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A, con
   check_shape(Cm, "Cm", {B, L, N}, "[B, L, N]");
   check_shape(D, "D", {E}, "[E]");
   if (inject.defined()) check_shape(inject, "inject", {B, L, E}, "[B, L, E]");
-  detail::require_cpu(u, kOp);
   for (const Tensor* t : {&delta, &A, &Bm, &Cm, &D, &inject})
     if (t->defined()) detail::check_same_dtype_device(u, *t, kOp);
+  const bool on_gpu = u.device().is_cuda();
+#if IM_WITH_CUDA
+  if (on_gpu)
+    IM_CHECK(N <= kernels::cuda::kScanMaxState, kOp,
+             ": the CUDA kernel takes a state size N of at most ", kernels::cuda::kScanMaxState,
+             ", got A ", A.describe());
+#else
+  detail::require_cpu(u, kOp);
+#endif
 
   // Contiguous, detached operands: the kernel reads raw pointers and backward keeps these.
   auto prep = [](const Tensor& t) { return t.defined() ? t.detach().contiguous() : Tensor(); };
@@ -49,35 +62,58 @@ Tensor selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A, con
                Dc = prep(D), ic = prep(inject);
   Tensor y = Tensor::empty({B, L, E}, u.dtype(), u.device());
   dispatch_float(u.dtype(), kOp, [&]<typename T>() {
-    kernels::cpu::selective_scan<T>(uc.data<T>(), dc.data<T>(), ac.data<T>(), bc.data<T>(),
-                                    cc.data<T>(), Dc.data<T>(),
-                                    ic.defined() ? ic.data<T>() : nullptr, y.data<T>(), dims);
+    auto ptr = [](const Tensor& t) {
+      return t.defined() ? static_cast<T*>(t.data_ptr()) : static_cast<T*>(nullptr);
+    };
+    if (!on_gpu) {
+      kernels::cpu::selective_scan<T>(ptr(uc), ptr(dc), ptr(ac), ptr(bc), ptr(cc), ptr(Dc), ptr(ic),
+                                      ptr(y), dims);
+      return;
+    }
+#if IM_WITH_CUDA
+    kernels::cuda::selective_scan<T>(ptr(uc), ptr(dc), ptr(ac), ptr(bc), ptr(cc), ptr(Dc), ptr(ic),
+                                     ptr(y), dims);
+#endif
   });
 
   if (any_requires_grad({u, delta, A, Bm, Cm, D, inject})) {
-    record_op(kOp, {u, delta, A, Bm, Cm, D, inject}, {y},
-              [uc, dc, ac, bc, cc, Dc, ic, dims](const std::vector<Tensor>& g, const auto& needs) {
-                const Tensor gc = g[0].contiguous();
-                auto like = [](const Tensor& t) {
-                  return Tensor::empty(t.shape(), t.dtype(), t.device());
-                };
-                // The kernel produces every gradient in one sweep; unneeded ones are
-                // dropped below (dinject is skipped outright when not wanted).
-                Tensor du = like(uc), ddelta = like(dc), dA = like(ac), dBm = like(bc),
-                       dCm = like(cc), dD = like(Dc);
-                Tensor dinject = ic.defined() && needs[6] ? like(ic) : Tensor();
-                dispatch_float(uc.dtype(), kOp, [&]<typename T>() {
-                  kernels::cpu::selective_scan_backward<T>(
-                      gc.data<T>(), uc.data<T>(), dc.data<T>(), ac.data<T>(), bc.data<T>(),
-                      cc.data<T>(), Dc.data<T>(), ic.defined() ? ic.data<T>() : nullptr,
-                      du.data<T>(), ddelta.data<T>(), dA.data<T>(), dBm.data<T>(), dCm.data<T>(),
-                      dD.data<T>(), dinject.defined() ? dinject.data<T>() : nullptr, dims);
-                });
-                std::vector<Tensor> out{du, ddelta, dA, dBm, dCm, dD, dinject};
-                for (size_t i = 0; i < out.size(); ++i)
-                  if (!needs[i]) out[i] = Tensor();
-                return out;
-              });
+    record_op(
+        kOp, {u, delta, A, Bm, Cm, D, inject}, {y},
+        [uc, dc, ac, bc, cc, Dc, ic, dims](const std::vector<Tensor>& g, const auto& needs) {
+          const Tensor gc = g[0].contiguous();
+          auto like = [](const Tensor& t) {
+            return Tensor::empty(t.shape(), t.dtype(), t.device());
+          };
+          // The kernel produces every gradient in one sweep; unneeded ones are
+          // dropped below (dinject is skipped outright when not wanted).
+          Tensor du = like(uc), ddelta = like(dc), dA = like(ac), dBm = like(bc), dCm = like(cc),
+                 dD = like(Dc);
+          Tensor dinject = ic.defined() && needs[6] ? like(ic) : Tensor();
+          dispatch_float(uc.dtype(), kOp, [&]<typename T>() {
+            auto ptr = [](const Tensor& t) {
+              return t.defined() ? static_cast<T*>(t.data_ptr()) : static_cast<T*>(nullptr);
+            };
+            if (uc.device().is_cpu()) {
+              kernels::cpu::selective_scan_backward<T>(
+                  ptr(gc), ptr(uc), ptr(dc), ptr(ac), ptr(bc), ptr(cc), ptr(Dc), ptr(ic), ptr(du),
+                  ptr(ddelta), ptr(dA), ptr(dBm), ptr(dCm), ptr(dD), ptr(dinject), dims);
+              return;
+            }
+#if IM_WITH_CUDA
+            // States at chunk boundaries, alive for this call only.
+            const Tensor workspace = Tensor::empty(
+                {kernels::cuda::selective_scan_workspace_elems(dims)}, uc.dtype(), uc.device());
+            kernels::cuda::selective_scan_backward<T>(ptr(gc), ptr(uc), ptr(dc), ptr(ac), ptr(bc),
+                                                      ptr(cc), ptr(Dc), ptr(ic), ptr(du),
+                                                      ptr(ddelta), ptr(dA), ptr(dBm), ptr(dCm),
+                                                      ptr(dD), ptr(dinject), ptr(workspace), dims);
+#endif
+          });
+          std::vector<Tensor> out{du, ddelta, dA, dBm, dCm, dD, dinject};
+          for (size_t i = 0; i < out.size(); ++i)
+            if (!needs[i]) out[i] = Tensor();
+          return out;
+        });
   }
   return y;
 }

@@ -7,24 +7,46 @@
 #include "core/ops/last_dim.h"
 #include "core/ops/op_common.h"
 
+#if IM_WITH_CUDA
+#include "kernels/cuda/softmax.h"
+#endif
+
 namespace im {
 
 namespace {
+
+// A typed pointer to a tensor's first element on either device (data<T>() is for host
+// memory only); the dtype was checked by dispatch_float.
+template <typename T>
+T* typed(const Tensor& t) {
+  return static_cast<T*>(t.data_ptr());
+}
 
 enum class Kind { Softmax, LogSoftmax };
 
 Tensor softmax_impl(const Tensor& x, int64_t dim, Kind kind, const char* name) {
   IM_CHECK(x.defined(), name, ": input is undefined");
-  detail::require_cpu(x, name);
   const detail::LastDimPlan p = detail::plan_last_dim(x.shape(), dim, name);
   const Tensor rows = detail::to_rows(x, p);
   Tensor y_rows = Tensor::empty(rows.shape(), x.dtype(), x.device());
   dispatch_float(x.dtype(), name, [&]<typename T>() {
-    if (kind == Kind::Softmax) {
-      kernels::cpu::softmax_forward<T>(rows.data<T>(), y_rows.data<T>(), p.rows, p.cols);
-    } else {
-      kernels::cpu::log_softmax_forward<T>(rows.data<T>(), y_rows.data<T>(), p.rows, p.cols);
+    const T* px = typed<T>(rows);
+    T* py = typed<T>(y_rows);
+    if (x.device().is_cpu()) {
+      if (kind == Kind::Softmax) {
+        kernels::cpu::softmax_forward<T>(px, py, p.rows, p.cols);
+      } else {
+        kernels::cpu::log_softmax_forward<T>(px, py, p.rows, p.cols);
+      }
+      return;
     }
+#if IM_WITH_CUDA
+    if (kind == Kind::Softmax) {
+      kernels::cuda::softmax_forward<T>(px, py, p.rows, p.cols);
+    } else {
+      kernels::cuda::log_softmax_forward<T>(px, py, p.rows, p.cols);
+    }
+#endif
   });
   Tensor out = detail::from_rows(y_rows, p);
   if (any_requires_grad({x})) {
@@ -35,13 +57,24 @@ Tensor softmax_impl(const Tensor& x, int64_t dim, Kind kind, const char* name) {
       const Tensor g_rows = detail::to_rows(g[0], p);
       Tensor dx_rows = Tensor::empty(ys.shape(), ys.dtype(), ys.device());
       dispatch_float(ys.dtype(), name, [&]<typename T>() {
-        if (kind == Kind::Softmax) {
-          kernels::cpu::softmax_backward<T>(g_rows.data<T>(), ys.data<T>(), dx_rows.data<T>(),
-                                            p.rows, p.cols);
-        } else {
-          kernels::cpu::log_softmax_backward<T>(g_rows.data<T>(), ys.data<T>(), dx_rows.data<T>(),
-                                                p.rows, p.cols);
+        const T* pg = typed<T>(g_rows);
+        const T* py = typed<T>(ys);
+        T* pdx = typed<T>(dx_rows);
+        if (ys.device().is_cpu()) {
+          if (kind == Kind::Softmax) {
+            kernels::cpu::softmax_backward<T>(pg, py, pdx, p.rows, p.cols);
+          } else {
+            kernels::cpu::log_softmax_backward<T>(pg, py, pdx, p.rows, p.cols);
+          }
+          return;
         }
+#if IM_WITH_CUDA
+        if (kind == Kind::Softmax) {
+          kernels::cuda::softmax_backward<T>(pg, py, pdx, p.rows, p.cols);
+        } else {
+          kernels::cuda::log_softmax_backward<T>(pg, py, pdx, p.rows, p.cols);
+        }
+#endif
       });
       return std::vector<Tensor>{detail::from_rows(dx_rows, p)};
     });

@@ -76,21 +76,6 @@ void binary(BinaryOp op, const T* a, const std::vector<int64_t>& a_strides, cons
       });
 }
 
-namespace {
-template <typename Dst, typename Src>
-inline Dst convert(Src v) {
-  if constexpr (std::is_same_v<Src, Dst>) {
-    return v;
-  } else if constexpr (std::is_same_v<Dst, bfloat16>) {
-    return bfloat16::from_float(static_cast<float>(v));
-  } else if constexpr (std::is_same_v<Src, bfloat16>) {
-    return static_cast<Dst>(v.to_float());
-  } else {
-    return static_cast<Dst>(v);
-  }
-}
-}  // namespace
-
 template <typename Src, typename Dst>
 void copy_strided(const Src* src, const std::vector<int64_t>& src_strides, Dst* dst,
                   const std::vector<int64_t>& dst_strides, const std::vector<int64_t>& shape) {

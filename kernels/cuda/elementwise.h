@@ -28,6 +28,12 @@ void copy_strided(const void* src, const std::vector<int64_t>& src_strides, void
                   const std::vector<int64_t>& dst_strides, const std::vector<int64_t>& shape,
                   size_t elem_size);
 
+// dst = convert(src) between element types (DType order: float32, float64, bfloat16,
+// int32, int64, uint8, given as their index), both strided. Up to 8 dimensions.
+void cast_strided(const void* src, int src_type, const std::vector<int64_t>& src_strides, void* dst,
+                  int dst_type, const std::vector<int64_t>& dst_strides,
+                  const std::vector<int64_t>& shape);
+
 // Sets n elements of `elem_size` bytes to the value at host address `value`.
 void fill_bytes(void* dst, const void* value, size_t elem_size, int64_t n);
 

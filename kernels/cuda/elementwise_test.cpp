@@ -7,6 +7,7 @@
 #include "core/device.h"
 #include "core/ops.h"
 #include "core/rng.h"
+#include "tests/gpu_test_support.h"
 
 using im::Device;
 using im::DType;
@@ -14,23 +15,7 @@ using im::Tensor;
 
 namespace {
 
-#define REQUIRE_GPU()                                                                \
-  do {                                                                               \
-    if (im::cuda_device_count() == 0) GTEST_SKIP() << im::cuda_unavailable_reason(); \
-  } while (0)
-
-double rel_error(const Tensor& gpu, const Tensor& cpu) {
-  const auto a = gpu.to(Device::cpu()).to_vector<double>();
-  const auto b = cpu.to_vector<double>();
-  EXPECT_EQ(a.size(), b.size());
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::isnan(a[i]) || std::isnan(b[i])) return INFINITY;
-    num += (a[i] - b[i]) * (a[i] - b[i]);
-    den += b[i] * b[i];
-  }
-  return den == 0 ? std::sqrt(num) : std::sqrt(num / den);
-}
+using im::testing::rel_error;
 
 const std::vector<im::Shape> kShapes = {{1}, {7}, {33, 17}, {3, 1, 257}, {2, 3, 5, 7}};
 
@@ -126,6 +111,27 @@ TEST(CudaTensor, CopiesFillsAndRoundTrips) {
   // dtype conversion on the way.
   EXPECT_EQ(g.to(DType::Float64).to(Device::cpu()).to_vector<double>(),
             x.to(DType::Float64).to_vector<double>());
+}
+
+TEST(CudaTensor, CastsOnTheDeviceMatchTheCpuForEveryTypePair) {
+  REQUIRE_GPU();
+  im::Generator gen(15);
+  // Values that exercise rounding to bfloat16 and truncation to integers.
+  Tensor x = im::rand_uniform({3, 41}, gen, 0, 250, DType::Float64);
+  const DType types[] = {DType::Float32, DType::Float64, DType::BFloat16,
+                         DType::Int32,   DType::Int64,   DType::UInt8};
+  for (DType from : types) {
+    const Tensor src = x.to(from);
+    const Tensor src_gpu = src.to(Device::cuda());
+    for (DType to : types) {
+      // Through a transposed (strided) source, so the strided cast path is used.
+      const Tensor want = src.transpose(0, 1).to(to);
+      const Tensor got = src_gpu.transpose(0, 1).to(to);
+      EXPECT_EQ(got.device(), Device::cuda());
+      EXPECT_EQ(got.to(Device::cpu()).to_vector<double>(), want.to_vector<double>())
+          << im::dtype_name(from) << " -> " << im::dtype_name(to);
+    }
+  }
 }
 
 TEST(CudaRandom, GpuDrawsTheSameNumbersAsCpu) {

@@ -1,19 +1,12 @@
 #include <cuda_runtime.h>
 
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/random.h"
-#include "kernels/cuda/runtime.h"
 #include "kernels/philox.h"
 
 namespace im::kernels::cuda {
 
 namespace {
-
-constexpr int kThreads = 256;
-
-int64_t grid_for(int64_t n) {
-  const int64_t b = (n + kThreads - 1) / kThreads;
-  return b < 65535 * 32 ? b : 65535 * 32;
-}
 
 template <typename T>
 __global__ void uniform_kernel(T* out, int64_t n, uint64_t seed, uint64_t offset, double lo,
@@ -47,20 +40,20 @@ __global__ void bernoulli_kernel(uint8_t* out, int64_t n, uint64_t seed, uint64_
 template <typename T>
 void uniform(T* out, int64_t n, uint64_t seed, uint64_t offset, double lo, double hi) {
   if (n == 0) return;
-  uniform_kernel<T><<<grid_for(n), kThreads>>>(out, n, seed, offset, lo, hi);
+  uniform_kernel<T><<<blocks_for(n), kThreads, 0, stream()>>>(out, n, seed, offset, lo, hi);
   check_last_launch("uniform kernel");
 }
 
 template <typename T>
 void normal(T* out, int64_t n, uint64_t seed, uint64_t offset) {
   if (n == 0) return;
-  normal_kernel<T><<<grid_for(n), kThreads>>>(out, n, seed, offset);
+  normal_kernel<T><<<blocks_for(n), kThreads, 0, stream()>>>(out, n, seed, offset);
   check_last_launch("normal kernel");
 }
 
 void bernoulli_mask(uint8_t* out, int64_t n, uint64_t seed, uint64_t offset, double keep_prob) {
   if (n == 0) return;
-  bernoulli_kernel<<<grid_for(n), kThreads>>>(out, n, seed, offset, keep_prob);
+  bernoulli_kernel<<<blocks_for(n), kThreads, 0, stream()>>>(out, n, seed, offset, keep_prob);
   check_last_launch("bernoulli kernel");
 }
 

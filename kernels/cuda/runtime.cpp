@@ -4,6 +4,8 @@
 
 #include <stdexcept>
 
+#include "kernels/cuda/stream.h"
+
 namespace im::kernels::cuda {
 
 namespace {
@@ -53,16 +55,24 @@ void device_free(void* ptr) {
   check(cudaFree(ptr), "cudaFree");
 }
 
+// Copies are queued on the current stream, behind the kernels that produce their source.
+// From pageable host memory the call returns once `src` has been staged, so the caller
+// may reuse it; to the host it waits for the stream, so the data is there on return.
 void memcpy_host_to_device(void* dst, const void* src, size_t bytes) {
-  check(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "cudaMemcpy host to device");
+  const auto s = static_cast<cudaStream_t>(current_stream());
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, s), "cudaMemcpy host to device");
 }
 
 void memcpy_device_to_host(void* dst, const void* src, size_t bytes) {
-  check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy device to host");
+  const auto s = static_cast<cudaStream_t>(current_stream());
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s), "cudaMemcpy device to host");
+  check(cudaStreamSynchronize(s), "cudaStreamSynchronize after a copy to the host");
 }
 
 void memcpy_device_to_device(void* dst, const void* src, size_t bytes) {
-  check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), "cudaMemcpy device to device");
+  const auto s = static_cast<cudaStream_t>(current_stream());
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, s),
+        "cudaMemcpy device to device");
 }
 
 void synchronize() {

@@ -1,0 +1,370 @@
+// CUDA convolutions. conv2d is im2col + GEMM (cuBLAS through kernels/cuda/gemm.h), the
+// same lowering as the CPU reference. cuDNN (cudnnConvolutionForward /
+// BackwardData / BackwardFilter, NCHW, CUDNN_CROSS_CORRELATION) could replace
+// conv2d and conv2d_backward behind the same signatures; for the model's patch embedding
+// (kernel = stride = patch, padding 0) im2col is a pure permutation and the GEMM does
+// all the work, so the lowering should be close to it. To be measured.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/cuda/conv.h"
+#include "kernels/cuda/gemm.h"
+#include "kernels/cuda/launch.cuh"
+
+namespace im::kernels::cuda {
+
+namespace {
+
+void check(cudaError_t err, const char* what) {
+  if (err != cudaSuccess)
+    throw std::runtime_error(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(err));
+}
+
+// ---- causal depthwise conv1d ------------------------------------------------------------
+
+template <typename T>
+__global__ void dwconv1d_forward_kernel(const T* x, const T* w, const T* bias, T* y, int64_t len,
+                                        int64_t channels, int64_t ksize, int64_t n) {
+  IM_GRID_STRIDE_LOOP(i, n) {
+    const int64_t c = i % channels;
+    const int64_t t = (i / channels) % len;
+    T acc = bias ? bias[c] : T(0);
+    // Taps that would read before t = 0 see the zero padding and are skipped.
+    for (int64_t j = ksize - 1 - t > 0 ? ksize - 1 - t : 0; j < ksize; ++j)
+      acc += w[c * ksize + j] * x[i + (j - ksize + 1) * channels];
+    y[i] = acc;
+  }
+}
+
+// dx[b,s,c] = sum_j w[c,j] g[b, s+K-1-j, c] over the taps whose output lies before L
+// (j descending: the CPU kernel's order of the outputs t = s+K-1-j).
+template <typename T>
+__global__ void dwconv1d_backward_dx_kernel(const T* g, const T* w, T* dx, int64_t len,
+                                            int64_t channels, int64_t ksize, int64_t n) {
+  IM_GRID_STRIDE_LOOP(i, n) {
+    const int64_t c = i % channels;
+    const int64_t s = (i / channels) % len;
+    const int64_t j_lo = s + ksize - len > 0 ? s + ksize - len : 0;
+    T acc = T(0);
+    for (int64_t j = ksize - 1; j >= j_lo; --j)
+      acc += w[c * ksize + j] * g[i + (ksize - 1 - j) * channels];
+    dx[i] = acc;
+  }
+}
+
+constexpr int kParamTileC = 32;  // channels per block (threadIdx.x)
+constexpr int kParamRowsY = 8;   // row groups per block (threadIdx.y)
+
+// Rows of B*L each partial-sum block covers about this many of; at most kMaxParts blocks
+// along the rows. A function of the shape only, so the summation order is fixed.
+int64_t dwconv1d_parts(int64_t rows) {
+  constexpr int64_t kRowsPerPart = 256, kMaxParts = 64;
+  return std::clamp<int64_t>((rows + kRowsPerPart - 1) / kRowsPerPart, 1, kMaxParts);
+}
+
+// Block (channel tile, tap, part): sums, in double, over the part's rows r = (b, t) of
+// g[r, c] * x[r - (K-1-tap), c] (taps 0..K-1, where the input is not padding) or of
+// g[r, c] (tap == K: the bias). Row groups are then added in a fixed order and the sum
+// goes to ws[part][tap][c].
+template <typename T>
+__global__ void dwconv1d_param_partials_kernel(const T* g, const T* x, int64_t rows, int64_t len,
+                                               int64_t channels, int64_t ksize, int64_t tap_begin,
+                                               int64_t parts, double* ws) {
+  __shared__ double partial[kParamRowsY][kParamTileC];
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * kParamTileC + threadIdx.x;
+  const int64_t tap = tap_begin + blockIdx.y;
+  const int64_t part = blockIdx.z;
+  const int64_t start = part * rows / parts, end = (part + 1) * rows / parts;
+  double acc = 0;
+  if (c < channels) {
+    if (tap == ksize) {
+      for (int64_t r = start + threadIdx.y; r < end; r += kParamRowsY) acc += g[r * channels + c];
+    } else {
+      const int64_t shift = ksize - 1 - tap;
+      for (int64_t r = start + threadIdx.y; r < end; r += kParamRowsY)
+        if (r % len >= shift)
+          acc += static_cast<double>(g[r * channels + c]) * x[(r - shift) * channels + c];
+    }
+  }
+  partial[threadIdx.y][threadIdx.x] = acc;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < channels) {
+    double s = 0;
+    for (int k = 0; k < kParamRowsY; ++k) s += partial[k][threadIdx.x];
+    ws[(part * (ksize + 1) + tap) * channels + c] = s;
+  }
+}
+
+template <typename T>
+__global__ void dwconv1d_param_finish_kernel(const double* ws, T* dw, T* dbias, int64_t channels,
+                                             int64_t ksize, int64_t tap_begin, int64_t taps,
+                                             int64_t parts) {
+  IM_GRID_STRIDE_LOOP(i, taps * channels) {
+    const int64_t tap = tap_begin + i / channels, c = i % channels;
+    double s = 0;
+    for (int64_t p = 0; p < parts; ++p) s += ws[(p * (ksize + 1) + tap) * channels + c];
+    if (tap < ksize) {
+      dw[c * ksize + tap] = static_cast<T>(s);
+    } else {
+      dbias[c] = static_cast<T>(s);
+    }
+  }
+}
+
+// ---- conv2d -------------------------------------------------------------------------------
+
+// Samples per GEMM: as many as keep the workspace under kMaxWorkspace elements.
+int64_t conv2d_chunk(const Conv2dGeometry& g) {
+  constexpr int64_t kMaxWorkspace = int64_t{1} << 25;
+  const int64_t per_sample = g.col_cols() * (g.col_rows() + g.out_channels);
+  const int64_t fit = per_sample > 0 ? kMaxWorkspace / per_sample : g.batch;
+  return std::clamp<int64_t>(fit, 1, std::max<int64_t>(g.batch, 1));
+}
+
+// Column matrix of samples b0 .. b0+nb-1 in the layout [Cin*kh*kw, nb, Ho*Wo], so one
+// GEMM covers the chunk: col[row, bb, p] = x[b0+bb, c, oh*s+ki-pad, ow*s+kj-pad] or 0.
+template <typename T>
+__global__ void im2col_kernel(const T* x, T* col, int64_t in_channels, int64_t height,
+                              int64_t width, int64_t kh, int64_t kw, int64_t stride,
+                              int64_t padding, int64_t out_w, int64_t pixels, int64_t nb,
+                              int64_t n) {
+  IM_GRID_STRIDE_LOOP(i, n) {
+    const int64_t p = i % pixels;
+    const int64_t bb = (i / pixels) % nb;
+    const int64_t row = i / (pixels * nb);
+    const int64_t kj = row % kw, ki = (row / kw) % kh, c = row / (kw * kh);
+    const int64_t ih = (p / out_w) * stride + ki - padding;
+    const int64_t iw = (p % out_w) * stride + kj - padding;
+    col[i] = (ih >= 0 && ih < height && iw >= 0 && iw < width)
+                 ? x[((bb * in_channels + c) * height + ih) * width + iw]
+                 : T(0);
+  }
+}
+
+// dx[bb, c, ih, iw] = the sum of col[(c, ki, kj), bb, (oh, ow)] over the windows that
+// cover the pixel (the adjoint of im2col, gathered: every dx element is written once).
+template <typename T>
+__global__ void col2im_kernel(const T* col, T* dx, int64_t in_channels, int64_t height,
+                              int64_t width, int64_t kh, int64_t kw, int64_t stride,
+                              int64_t padding, int64_t out_h, int64_t out_w, int64_t nb,
+                              int64_t n) {
+  const int64_t pixels = out_h * out_w;
+  IM_GRID_STRIDE_LOOP(i, n) {
+    const int64_t iw = i % width;
+    const int64_t ih = (i / width) % height;
+    const int64_t c = (i / (width * height)) % in_channels;
+    const int64_t bb = i / (width * height * in_channels);
+    T acc = T(0);
+    for (int64_t ki = 0; ki < kh; ++ki) {
+      const int64_t sh = ih + padding - ki;  // = oh * stride
+      if (sh < 0) break;
+      if (sh % stride != 0 || sh / stride >= out_h) continue;
+      const int64_t oh = sh / stride;
+      for (int64_t kj = 0; kj < kw; ++kj) {
+        const int64_t sw = iw + padding - kj;
+        if (sw < 0) break;
+        if (sw % stride != 0 || sw / stride >= out_w) continue;
+        const int64_t row = (c * kh + ki) * kw + kj;
+        acc += col[(row * nb + bb) * pixels + oh * out_w + sw / stride];
+      }
+    }
+    dx[i] = acc;
+  }
+}
+
+// y[bb, o, p] = ybuf[o, bb, p] + bias[o]: the chunk's GEMM result back in NCHW order.
+template <typename T>
+__global__ void unchunk_bias_kernel(const T* ybuf, const T* bias, T* y, int64_t out_channels,
+                                    int64_t pixels, int64_t nb, int64_t n) {
+  IM_GRID_STRIDE_LOOP(i, n) {
+    const int64_t p = i % pixels;
+    const int64_t o = (i / pixels) % out_channels;
+    const int64_t bb = i / (pixels * out_channels);
+    const T v = ybuf[(o * nb + bb) * pixels + p];
+    y[i] = bias ? v + bias[o] : v;
+  }
+}
+
+// gbuf[o, bb, p] = grad[bb, o, p]: the chunk's gradient as one [Cout, nb*Ho*Wo] matrix.
+template <typename T>
+__global__ void chunk_grad_kernel(const T* grad, T* gbuf, int64_t out_channels, int64_t pixels,
+                                  int64_t nb, int64_t n) {
+  IM_GRID_STRIDE_LOOP(i, n) {
+    const int64_t p = i % pixels;
+    const int64_t o = (i / pixels) % out_channels;
+    const int64_t bb = i / (pixels * out_channels);
+    gbuf[(o * nb + bb) * pixels + p] = grad[i];
+  }
+}
+
+// dbias[o] = sum over b and p of grad[b, o, p]: one block per channel, a fixed tree.
+template <typename T>
+__global__ void conv2d_dbias_kernel(const T* grad, T* dbias, int64_t batch, int64_t out_channels,
+                                    int64_t pixels) {
+  __shared__ double partial[kThreads];
+  for (int64_t o = blockIdx.x; o < out_channels; o += gridDim.x) {
+    double acc = 0;
+    for (int64_t i = threadIdx.x; i < batch * pixels; i += blockDim.x) {
+      const int64_t b = i / pixels, p = i % pixels;
+      acc += grad[(b * out_channels + o) * pixels + p];
+    }
+    partial[threadIdx.x] = acc;
+    __syncthreads();
+    for (int half = kThreads / 2; half > 0; half /= 2) {
+      if (static_cast<int>(threadIdx.x) < half) partial[threadIdx.x] += partial[threadIdx.x + half];
+      __syncthreads();
+    }
+    if (threadIdx.x == 0) dbias[o] = static_cast<T>(partial[0]);
+    __syncthreads();  // partial[0] is read before the next channel overwrites it
+  }
+}
+
+unsigned channel_blocks(int64_t n) {
+  return static_cast<unsigned>(std::clamp<int64_t>(n, 1, 65535 * 32));
+}
+
+}  // namespace
+
+// ---- causal depthwise conv1d ------------------------------------------------------------
+
+template <typename T>
+void causal_depthwise_conv1d(const T* x, const T* w, const T* bias, T* y, int64_t batch,
+                             int64_t len, int64_t channels, int64_t ksize) {
+  const int64_t n = batch * len * channels;
+  if (n == 0) return;
+  dwconv1d_forward_kernel<T>
+      <<<blocks_for(n), kThreads, 0, stream()>>>(x, w, bias, y, len, channels, ksize, n);
+  check_last_launch("causal_depthwise_conv1d kernel");
+}
+
+int64_t causal_depthwise_conv1d_backward_workspace(int64_t batch, int64_t len, int64_t channels,
+                                                   int64_t ksize) {
+  return dwconv1d_parts(batch * len) * (ksize + 1) * channels;
+}
+
+template <typename T>
+void causal_depthwise_conv1d_backward(const T* g, const T* x, const T* w, T* dx, T* dw, T* dbias,
+                                      int64_t batch, int64_t len, int64_t channels, int64_t ksize,
+                                      double* workspace) {
+  const int64_t rows = batch * len, n = rows * channels;
+  if (dx && n > 0) {
+    dwconv1d_backward_dx_kernel<T>
+        <<<blocks_for(n), kThreads, 0, stream()>>>(g, w, dx, len, channels, ksize, n);
+    check_last_launch("causal_depthwise_conv1d backward (dx) kernel");
+  }
+  if ((!dw && !dbias) || channels == 0) return;
+  // Taps [tap_begin, tap_end): 0..K-1 are dw's, K is dbias.
+  const int64_t tap_begin = dw ? 0 : ksize;
+  const int64_t tap_end = dbias ? ksize + 1 : ksize;
+  const int64_t parts = dwconv1d_parts(rows);
+  const dim3 grid(static_cast<unsigned>((channels + kParamTileC - 1) / kParamTileC),
+                  static_cast<unsigned>(tap_end - tap_begin), static_cast<unsigned>(parts));
+  if (grid.y > 65535)
+    throw std::runtime_error("causal_depthwise_conv1d backward: kernel size " +
+                             std::to_string(ksize) + " too large for the CUDA kernel");
+  dwconv1d_param_partials_kernel<T><<<grid, dim3(kParamTileC, kParamRowsY), 0, stream()>>>(
+      g, x, rows, len, channels, ksize, tap_begin, parts, workspace);
+  check_last_launch("causal_depthwise_conv1d backward (dw, dbias partials) kernel");
+  const int64_t m = (tap_end - tap_begin) * channels;
+  dwconv1d_param_finish_kernel<T><<<blocks_for(m), kThreads, 0, stream()>>>(
+      workspace, dw, dbias, channels, ksize, tap_begin, tap_end - tap_begin, parts);
+  check_last_launch("causal_depthwise_conv1d backward (dw, dbias) kernel");
+}
+
+// ---- conv2d -------------------------------------------------------------------------------
+
+int64_t conv2d_workspace(const Conv2dGeometry& g) {
+  return conv2d_chunk(g) * g.col_cols() * (g.col_rows() + g.out_channels);
+}
+
+template <typename T>
+void conv2d(const T* x, const T* w, const T* bias, T* y, const Conv2dGeometry& g, T* workspace) {
+  const int64_t rows = g.col_rows(), pixels = g.col_cols();
+  const int64_t x_sample = g.in_channels * g.height * g.width;
+  const int64_t y_sample = g.out_channels * pixels;
+  if (g.batch == 0 || y_sample == 0) return;
+  const int64_t chunk = conv2d_chunk(g);
+  T* col = workspace;                           // [rows, nb, pixels]
+  T* ybuf = workspace + chunk * rows * pixels;  // [Cout, nb, pixels]
+  for (int64_t b0 = 0; b0 < g.batch; b0 += chunk) {
+    const int64_t nb = std::min(chunk, g.batch - b0);
+    const int64_t n_col = rows * nb * pixels;
+    im2col_kernel<T><<<blocks_for(n_col), kThreads, 0, stream()>>>(
+        x + b0 * x_sample, col, g.in_channels, g.height, g.width, g.kernel_h, g.kernel_w, g.stride,
+        g.padding, g.out_w, pixels, nb, n_col);
+    check_last_launch("conv2d im2col kernel");
+    // ybuf [Cout, nb*pixels] = W [Cout, rows] @ col [rows, nb*pixels]
+    gemm<T>(false, false, g.out_channels, nb * pixels, rows, T(1), w, rows, col, nb * pixels, T(0),
+            ybuf, nb * pixels);
+    const int64_t n_y = nb * y_sample;
+    unchunk_bias_kernel<T><<<blocks_for(n_y), kThreads, 0, stream()>>>(
+        ybuf, bias, y + b0 * y_sample, g.out_channels, pixels, nb, n_y);
+    check_last_launch("conv2d bias kernel");
+  }
+}
+
+template <typename T>
+void conv2d_backward(const T* grad, const T* x, const T* w, T* dx, T* dw, T* dbias,
+                     const Conv2dGeometry& g, T* workspace) {
+  const int64_t rows = g.col_rows(), pixels = g.col_cols();
+  const int64_t x_sample = g.in_channels * g.height * g.width;
+  const int64_t y_sample = g.out_channels * pixels;
+  if (dbias && g.out_channels > 0) {
+    conv2d_dbias_kernel<T><<<channel_blocks(g.out_channels), kThreads, 0, stream()>>>(
+        grad, dbias, g.batch, g.out_channels, pixels);
+    check_last_launch("conv2d backward (dbias) kernel");
+  }
+  if (dw && (g.batch == 0 || pixels == 0)) {  // no terms: the CPU kernel's zeros
+    check(cudaMemsetAsync(dw, 0, sizeof(T) * g.out_channels * rows, stream()),
+          "conv2d backward dw memset");
+  }
+  if ((!dw && !dx) || g.batch == 0 || pixels == 0) return;
+  const int64_t chunk = conv2d_chunk(g);
+  T* col = workspace;                           // [rows, nb, pixels]
+  T* gbuf = workspace + chunk * rows * pixels;  // [Cout, nb, pixels]
+  for (int64_t b0 = 0; b0 < g.batch; b0 += chunk) {
+    const int64_t nb = std::min(chunk, g.batch - b0);
+    const int64_t cols = nb * pixels;
+    const int64_t n_g = nb * y_sample;
+    chunk_grad_kernel<T><<<blocks_for(n_g), kThreads, 0, stream()>>>(
+        grad + b0 * y_sample, gbuf, g.out_channels, pixels, nb, n_g);
+    check_last_launch("conv2d backward gradient reorder kernel");
+    if (dw) {
+      const int64_t n_col = rows * cols;
+      im2col_kernel<T><<<blocks_for(n_col), kThreads, 0, stream()>>>(
+          x + b0 * x_sample, col, g.in_channels, g.height, g.width, g.kernel_h, g.kernel_w,
+          g.stride, g.padding, g.out_w, pixels, nb, n_col);
+      check_last_launch("conv2d backward im2col kernel");
+      // dW [Cout, rows] (+)= gbuf [Cout, cols] @ col^T
+      gemm<T>(false, true, g.out_channels, rows, cols, T(1), gbuf, cols, col, cols,
+              b0 == 0 ? T(0) : T(1), dw, rows);
+    }
+    if (dx) {
+      // dcol [rows, cols] = W^T @ gbuf, then gathered back onto the images.
+      gemm<T>(true, false, rows, cols, g.out_channels, T(1), w, rows, gbuf, cols, T(0), col, cols);
+      const int64_t n_x = nb * x_sample;
+      col2im_kernel<T><<<blocks_for(n_x), kThreads, 0, stream()>>>(
+          col, dx + b0 * x_sample, g.in_channels, g.height, g.width, g.kernel_h, g.kernel_w,
+          g.stride, g.padding, g.out_h, g.out_w, nb, n_x);
+      check_last_launch("conv2d backward col2im kernel");
+    }
+  }
+}
+
+#define IM_CUDA_INSTANTIATE_CONV(T)                                                               \
+  template void causal_depthwise_conv1d<T>(const T*, const T*, const T*, T*, int64_t, int64_t,    \
+                                           int64_t, int64_t);                                     \
+  template void causal_depthwise_conv1d_backward<T>(const T*, const T*, const T*, T*, T*, T*,     \
+                                                    int64_t, int64_t, int64_t, int64_t, double*); \
+  template void conv2d<T>(const T*, const T*, const T*, T*, const Conv2dGeometry&, T*);           \
+  template void conv2d_backward<T>(const T*, const T*, const T*, T*, T*, T*,                      \
+                                   const Conv2dGeometry&, T*);
+
+IM_CUDA_INSTANTIATE_CONV(float)
+IM_CUDA_INSTANTIATE_CONV(double)
+#undef IM_CUDA_INSTANTIATE_CONV
+
+}  // namespace im::kernels::cuda

@@ -1,0 +1,149 @@
+// CUDA convolutions against the CPU reference: causal depthwise conv1d and conv2d,
+// forward and every gradient, on fresh random inputs with odd sizes (channels 1, 7, 33,
+// 257; lengths 1, 5, 197; kernels longer than the sequence; conv2d with odd H/W, stride 1
+// and 2, padding 0 and 1, a stride larger than the kernel, the 3x32x32 patch-4 embedding,
+// and a batch large enough to be cut into several GEMM chunks). Skipped without a GPU.
+#include <gtest/gtest.h>
+
+#include "core/ops.h"
+#include "core/rng.h"
+#include "tests/gpu_test_support.h"
+
+using im::Device;
+using im::DType;
+using im::Shape;
+using im::Tensor;
+using im::testing::rel_error;
+
+namespace {
+
+double tolerance(DType dt) {
+  return dt == DType::Float32 ? 1e-5 : 1e-10;
+}
+
+Tensor leaf(const Tensor& values, Device device) {
+  Tensor t = values.detach().to(device).contiguous();
+  if (device.is_cpu()) t = t.clone();  // its own storage, so grads do not alias
+  t.set_requires_grad(true);
+  return t;
+}
+
+}  // namespace
+
+TEST(CudaConv, CausalDepthwiseConv1dForwardAndBackwardMatchCpu) {
+  REQUIRE_GPU();
+  im::Generator gen(201);
+  for (DType dt : {DType::Float32, DType::Float64}) {
+    for (int64_t channels : {1, 7, 33, 257}) {
+      for (int64_t len : {1, 5, 197}) {
+        for (int64_t ksize : {1, 4, 7}) {
+          for (bool with_bias : {true, false}) {
+            const int64_t batch = len == 197 ? 2 : 3;
+            const Tensor x = im::randn({batch, len, channels}, gen, dt);
+            const Tensor w = im::randn({channels, ksize}, gen, dt);
+            const Tensor b = with_bias ? im::randn({channels}, gen, dt) : Tensor();
+            const Device cpu = Device::cpu(), cuda = Device::cuda();
+            const Tensor xc = leaf(x, cpu), wc = leaf(w, cpu), xg = leaf(x, cuda),
+                         wg = leaf(w, cuda);
+            const Tensor bc = with_bias ? leaf(b, cpu) : Tensor();
+            const Tensor bg = with_bias ? leaf(b, cuda) : Tensor();
+            const Tensor yc = im::causal_depthwise_conv1d(xc, wc, bc);
+            const Tensor yg = im::causal_depthwise_conv1d(xg, wg, bg);
+            const std::string what = std::string(im::dtype_name(dt)) +
+                                     " C=" + std::to_string(channels) +
+                                     " L=" + std::to_string(len) + " K=" + std::to_string(ksize) +
+                                     (with_bias ? " bias" : "");
+            EXPECT_LT(rel_error(yg, yc), tolerance(dt)) << what;
+            const Tensor g = im::randn(yc.shape(), gen, dt);
+            yc.backward(g);
+            yg.backward(g.to(cuda));
+            EXPECT_LT(rel_error(xg.grad(), xc.grad()), tolerance(dt)) << "dx " << what;
+            EXPECT_LT(rel_error(wg.grad(), wc.grad()), tolerance(dt)) << "dw " << what;
+            if (with_bias) {
+              EXPECT_LT(rel_error(bg.grad(), bc.grad()), tolerance(dt)) << "db " << what;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(CudaConv, CausalDepthwiseConv1dWeightGradientAloneMatchesCpu) {
+  REQUIRE_GPU();
+  // Only dw wanted (x and bias constants): the kernels skip dx and dbias.
+  im::Generator gen(202);
+  const Tensor x = im::randn({4, 301, 65}, gen, DType::Float64);
+  const Tensor w = im::randn({65, 4}, gen, DType::Float64);
+  const Tensor b = im::randn({65}, gen, DType::Float64);
+  const Tensor wc = leaf(w, Device::cpu()), wg = leaf(w, Device::cuda());
+  const Tensor yc = im::causal_depthwise_conv1d(x, wc, b);
+  const Tensor yg = im::causal_depthwise_conv1d(x.to(Device::cuda()), wg, b.to(Device::cuda()));
+  const Tensor g = im::randn(yc.shape(), gen, DType::Float64);
+  yc.backward(g);
+  yg.backward(g.to(Device::cuda()));
+  EXPECT_LT(rel_error(wg.grad(), wc.grad()), 1e-10);
+}
+
+namespace {
+
+struct Conv2dCase {
+  int64_t batch, cin, h, w, cout, kh, kw, stride, padding;
+};
+
+const Conv2dCase kConv2dCases[] = {
+    {2, 3, 7, 9, 5, 3, 3, 1, 0},     // odd H and W
+    {2, 3, 7, 9, 5, 3, 3, 1, 1},     // padding 1
+    {3, 2, 11, 8, 4, 3, 2, 2, 0},    // stride 2, non-square kernel
+    {3, 2, 11, 8, 4, 3, 3, 2, 1},    // stride 2, padding 1
+    {1, 1, 5, 5, 1, 5, 5, 1, 0},     // kernel = input: one output pixel
+    {2, 4, 9, 13, 3, 1, 1, 1, 0},    // 1x1
+    {2, 3, 8, 7, 2, 2, 2, 3, 1},     // stride > kernel: some input pixels feed nothing
+    {4, 3, 32, 32, 16, 4, 4, 4, 0},  // the patch embedding: 3x32x32, patch 4
+};
+
+void check_conv2d(const Conv2dCase& c, DType dt, bool with_bias, im::Generator& gen) {
+  const Tensor x = im::randn({c.batch, c.cin, c.h, c.w}, gen, dt);
+  const Tensor w = im::randn({c.cout, c.cin, c.kh, c.kw}, gen, dt);
+  const Tensor b = with_bias ? im::randn({c.cout}, gen, dt) : Tensor();
+  const Device cpu = Device::cpu(), cuda = Device::cuda();
+  const Tensor xc = leaf(x, cpu), wc = leaf(w, cpu), xg = leaf(x, cuda), wg = leaf(w, cuda);
+  const Tensor bc = with_bias ? leaf(b, cpu) : Tensor();
+  const Tensor bg = with_bias ? leaf(b, cuda) : Tensor();
+  const Tensor yc = im::conv2d(xc, wc, bc, c.stride, c.padding);
+  const Tensor yg = im::conv2d(xg, wg, bg, c.stride, c.padding);
+  const std::string what = std::string(im::dtype_name(dt)) + " x " + im::shape_str(x.shape()) +
+                           " w " + im::shape_str(w.shape()) + " stride " +
+                           std::to_string(c.stride) + " padding " + std::to_string(c.padding) +
+                           (with_bias ? " bias" : "");
+  ASSERT_EQ(yg.shape(), yc.shape()) << what;
+  EXPECT_LT(rel_error(yg, yc), tolerance(dt)) << what;
+  const Tensor g = im::randn(yc.shape(), gen, dt);
+  yc.backward(g);
+  yg.backward(g.to(cuda));
+  EXPECT_LT(rel_error(xg.grad(), xc.grad()), tolerance(dt)) << "dx " << what;
+  EXPECT_LT(rel_error(wg.grad(), wc.grad()), tolerance(dt)) << "dw " << what;
+  if (with_bias) {
+    EXPECT_LT(rel_error(bg.grad(), bc.grad()), tolerance(dt)) << "db " << what;
+  }
+}
+
+}  // namespace
+
+TEST(CudaConv, Conv2dForwardAndBackwardMatchCpu) {
+  REQUIRE_GPU();
+  im::Generator gen(203);
+  for (DType dt : {DType::Float32, DType::Float64})
+    for (const Conv2dCase& c : kConv2dCases)
+      for (bool with_bias : {true, false}) check_conv2d(c, dt, with_bias, gen);
+}
+
+TEST(CudaConv, Conv2dOverSeveralGemmChunksMatchesCpu) {
+  REQUIRE_GPU();
+  // 256x256 images, 3x3 kernel, padding 1: 65536 pixels x (27 + 8) per sample, so the
+  // 2^25-element workspace holds 14 samples and a batch of 16 takes two chunks (14 + 2).
+  // float64 only: dw sums ~10^6 products per element, beyond float32's 1e-5 on either
+  // device (the chunking does not depend on the dtype).
+  im::Generator gen(204);
+  check_conv2d({16, 3, 256, 256, 8, 3, 3, 1, 1}, DType::Float64, true, gen);
+}

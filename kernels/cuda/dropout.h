@@ -1,0 +1,16 @@
+// CUDA kernel shared by dropout and drop-path (forward and backward alike); the semantics
+// of kernels/cpu/dropout.h. The mask itself comes from bernoulli_mask, whose CUDA draw
+// equals the CPU one for the same generator state.
+#pragma once
+
+#include <cstdint>
+
+namespace im::kernels::cuda {
+
+// x is n elements in consecutive groups of `group`; group k keeps its values times `scale`
+// when mask[k] is non-zero and is written as 0 otherwise (so an inf or NaN in a dropped
+// slot does not leak through). One thread per element, grid-stride.
+template <typename T>
+void masked_scale(const T* x, const uint8_t* mask, int64_t group, T scale, T* out, int64_t n);
+
+}  // namespace im::kernels::cuda

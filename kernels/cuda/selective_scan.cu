@@ -1,0 +1,775 @@
+// CUDA selective scan, forward and backward (see selective_scan.h for the contract).
+//
+// Work split (both kernels): block (x, y, z) = (group of channels, sample b, problem).
+// A channel e of sample b is owned by kLanes = kN / kS neighbouring threads of a warp,
+// each holding kS = 4 of the kN states in registers; kN is N rounded up to 4, 8, 16, 32
+// or 64, the padded states see A = Bm = Cm = 0 and so stay exactly zero. The sequence is
+// walked in chunks of scan steps: the block stages u, delta, inject (and dy) of its
+// channels and Bm, Cm of its sample for one chunk in shared memory with coalesced loads,
+// then every thread runs the recurrence over the chunk from there.
+//
+// Backward: sweep 1 runs the recurrence forward and stores the state at each chunk
+// boundary in the workspace; sweep 2 walks the chunks in reverse scan order, recomputes
+// the chunk's states from its boundary state into shared memory (the state before each
+// step, per thread) and runs the adjoint recurrence of the CPU reference back over them.
+// Reductions: over the states of a channel by warp shuffles; dBm/dCm over the channels of
+// a warp by a shuffle reduce-scatter, over the warps of the block by shared-memory atomics
+// into a per-chunk buffer, and over blocks by one global atomicAdd per (step, n) per block;
+// dA/dD are accumulated per thread across time (per chunk in T, across chunks in double)
+// and added with one global atomicAdd per (e, n) per block.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/launch.cuh"
+#include "kernels/cuda/selective_scan.h"
+
+namespace im::kernels::cuda {
+
+namespace {
+
+constexpr unsigned kFullMask = 0xffffffffu;
+
+void check(cudaError_t err, const char* what) {
+  if (err != cudaSuccess)
+    throw std::runtime_error(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(err));
+}
+
+// Compile-time shape of a kernel for the state bucket kN with kS states per thread.
+template <int kN, int kS_>
+struct Cfg {
+  static_assert(kN == 4 || kN == 8 || kN == 16 || kN == 32 || kN == 64, "state bucket");
+  static constexpr int kS = kS_;                                     // states per thread
+  static constexpr int kLanes = kN / kS;                             // threads per channel
+  static constexpr int kChannels = kLanes == 1 ? 64 : 128 / kLanes;  // channels per block
+  static constexpr int kThreads = kChannels * kLanes;                // 64 or 128
+};
+
+// Forward: a thread owns up to 16 states (the whole channel for N <= 16), so the per-step
+// work shared by a channel's states (tile reads, the reduction of y) is paid once for
+// many states. Backward: 4 per thread, which keeps the per-thread states of a chunk small
+// enough for shared memory.
+template <int kN>
+using ForwardCfg = Cfg<kN, (kN < 16 ? kN : 16)>;
+template <int kN>
+using BackwardCfg = Cfg<kN, 4>;
+
+// Blocks per SM the forward kernel asks registers for: 24 warps in float, so that the
+// small preset's bidirectional grid (B=64, E=768) fits in one wave on an H100.
+template <typename T, int kN>
+constexpr int kForwardMinBlocks = sizeof(T) == 4 ? 768 / ForwardCfg<kN>::kThreads : 1;
+
+constexpr int kForwardChunk = 8;
+constexpr int kBackwardChunk = static_cast<int>(kScanBackwardChunk);
+
+// The decay exp(delta A). Float: A is kept pre-scaled by log2(e) and the power of two is
+// the hardware's ex2 (about 2 ulp; results below 2^-126 flush to zero, where the state has
+// long decayed), as in the reference Mamba kernels. Double: exp of A itself.
+__device__ __forceinline__ float scale_a(float a) {
+  return a * 1.4426950408889634f;
+}
+__device__ __forceinline__ double scale_a(double a) {
+  return a;
+}
+__device__ __forceinline__ float decay_of(float de, float a_scaled) {
+  float r;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(de * a_scaled));
+  return r;
+}
+__device__ __forceinline__ double decay_of(double de, double a) {
+  return exp(de * a);
+}
+
+// kS consecutive elements of shared memory, 16 bytes at a time (src 16-byte aligned).
+template <int kS, typename T>
+__device__ __forceinline__ void load_vec(const T* src, T (&dst)[kS]) {
+  if constexpr (sizeof(T) == 4 && kS % 4 == 0) {
+#pragma unroll
+    for (int i = 0; i < kS / 4; ++i) {
+      const float4 v = reinterpret_cast<const float4*>(src)[i];
+      dst[4 * i] = v.x;
+      dst[4 * i + 1] = v.y;
+      dst[4 * i + 2] = v.z;
+      dst[4 * i + 3] = v.w;
+    }
+  } else if constexpr (sizeof(T) == 8 && kS % 2 == 0) {
+#pragma unroll
+    for (int i = 0; i < kS / 2; ++i) {
+      const double2 v = reinterpret_cast<const double2*>(src)[i];
+      dst[2 * i] = v.x;
+      dst[2 * i + 1] = v.y;
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < kS; ++i) dst[i] = src[i];
+  }
+}
+
+template <int kS, typename T>
+__device__ __forceinline__ void store_vec(T* dst, const T (&src)[kS]) {
+  if constexpr (sizeof(T) == 4 && kS % 4 == 0) {
+#pragma unroll
+    for (int i = 0; i < kS / 4; ++i)
+      reinterpret_cast<float4*>(dst)[i] =
+          make_float4(src[4 * i], src[4 * i + 1], src[4 * i + 2], src[4 * i + 3]);
+  } else if constexpr (sizeof(T) == 8 && kS % 2 == 0) {
+#pragma unroll
+    for (int i = 0; i < kS / 2; ++i)
+      reinterpret_cast<double2*>(dst)[i] = make_double2(src[2 * i], src[2 * i + 1]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < kS; ++i) dst[i] = src[i];
+  }
+}
+
+__device__ __forceinline__ int64_t time_of(int64_t s, int64_t L, bool reverse) {
+  return reverse ? L - 1 - s : s;
+}
+
+// Asynchronous copy of one element from global to shared memory (cp.async, no register
+// round trip, so a thread has all of its copies in flight at once); with valid false it
+// reads nothing and writes zero. Complete with cp_async_wait<n>() and a barrier.
+template <typename T>
+__device__ __forceinline__ void cp_async(T* smem, const T* global, bool valid) {
+  static_assert(sizeof(T) == 4 || sizeof(T) == 8, "4- or 8-byte elements");
+  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  const int src_bytes = valid ? static_cast<int>(sizeof(T)) : 0;
+  asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(dst), "l"(global),
+               "n"(static_cast<int>(sizeof(T))), "r"(src_bytes)
+               : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+// Waits until at most kPending of this thread's committed copy groups are in flight.
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
+}
+
+// The tiles: tile[j][c] <-> src[b, t(s0 + j), e0 + c] for the chunk's rows j < len and the
+// block's channels c < channels. Thread tid always handles channel tid % kCh, rows
+// tid / kCh + r * (kThreads / kCh), so consecutive threads touch consecutive channels
+// (coalesced) and a row step is a fixed pointer stride.
+template <int kRows, int kCh, int kThreads>
+struct TileWalk {
+  static_assert(kThreads % kCh == 0, "a block covers whole tile rows per pass");
+  static constexpr int kStep = kThreads / kCh;  // rows per pass
+  static constexpr int kPasses = (kRows + kStep - 1) / kStep;
+  int c, j0;
+  int64_t offset, stride;  // element offset of row j0 in src; offset step per pass
+  bool column_ok;
+  __device__ __forceinline__ TileWalk(int64_t b, int64_t L, int64_t E, int64_t e0, int channels,
+                                      int64_t s0, bool reverse)
+      : c(threadIdx.x % kCh), j0(threadIdx.x / kCh) {
+    offset = (b * L + time_of(s0 + j0, L, reverse)) * E + e0 + c;
+    stride = (reverse ? -kStep : kStep) * E;
+    column_ok = c < channels;
+  }
+  __device__ __forceinline__ bool valid(int r, int len) const {
+    return column_ok && j0 + r * kStep < len;
+  }
+  __device__ __forceinline__ int slot(int r) const { return (j0 + r * kStep) * kCh + c; }
+};
+
+// tile = src over the chunk (asynchronously, see cp_async); 0 outside it and everywhere
+// when src is null.
+template <typename T, int kRows, int kCh, int kThreads>
+__device__ __forceinline__ void load_tile(T* tile, const T* src, int64_t b, int64_t L, int64_t E,
+                                          int64_t e0, int channels, int64_t s0, int len,
+                                          bool reverse) {
+  using W = TileWalk<kRows, kCh, kThreads>;
+  W w(b, L, E, e0, channels, s0, reverse);
+#pragma unroll
+  for (int r = 0; r < W::kPasses; ++r) {
+    if (w.j0 + r * W::kStep < kRows) {
+      if (src == nullptr) {
+        tile[w.slot(r)] = T(0);
+      } else {
+        const bool ok = w.valid(r, len);
+        cp_async(tile + w.slot(r), ok ? src + w.offset : src, ok);
+      }
+    }
+    w.offset += w.stride;
+  }
+}
+
+template <typename T, int kRows, int kCh, int kThreads>
+__device__ __forceinline__ void store_tile(const T* tile, T* dst, int64_t b, int64_t L, int64_t E,
+                                           int64_t e0, int channels, int64_t s0, int len,
+                                           bool reverse) {
+  using W = TileWalk<kRows, kCh, kThreads>;
+  W w(b, L, E, e0, channels, s0, reverse);
+#pragma unroll
+  for (int r = 0; r < W::kPasses; ++r) {
+    if (w.j0 + r * W::kStep < kRows && w.valid(r, len)) dst[w.offset] = tile[w.slot(r)];
+    w.offset += w.stride;
+  }
+}
+
+// rows[j][n] = src[b, t(s0 + j), n] for j < len, n < N; 0 elsewhere (the padded states).
+// Issued asynchronously (see cp_async).
+template <typename T, int kRows, int kN, int kThreads>
+__device__ __forceinline__ void load_rows(T* rows, const T* src, int64_t b, int64_t L, int64_t N,
+                                          int64_t s0, int len, bool reverse) {
+  static_assert(kThreads % kN == 0, "a block covers whole rows per pass");
+  constexpr int kStep = kThreads / kN;
+  const int n = threadIdx.x % kN, j0 = threadIdx.x / kN;
+  int64_t offset = (b * L + time_of(s0 + j0, L, reverse)) * N + n;
+  const int64_t stride = (reverse ? -kStep : kStep) * N;
+#pragma unroll
+  for (int r = 0; r < (kRows + kStep - 1) / kStep; ++r) {
+    const int j = j0 + r * kStep;
+    if (j < kRows) {
+      const bool ok = j < len && n < N;
+      cp_async(rows + j * kN + n, ok ? src + offset : src, ok);
+    }
+    offset += stride;
+  }
+}
+
+// Sums over the lanes of a warp that differ in lane bits kMask, 2 kMask, ... 16 (the
+// channel groups of a warp; the lower bits select the states). While a lane holds more than
+// one value, each round keeps half of them (a reduce-scatter), so it ends holding
+// v[0 .. kept) = the warp sums of its original values off .. off + kept; once down to one,
+// the remaining rounds are plain all-reduces and leave copies in several lanes.
+template <typename T, int kV, int kM, int kMask>
+__device__ __forceinline__ void reduce_scatter(T (&v)[kV], int lane, int& off) {
+  if constexpr (kMask < 32) {
+    const bool upper = (lane & kMask) != 0;
+    if constexpr (kM > 1) {
+      constexpr int kHalf = kM / 2;
+#pragma unroll
+      for (int i = 0; i < kHalf; ++i) {
+        const T send = upper ? v[i] : v[i + kHalf];
+        const T keep = upper ? v[i + kHalf] : v[i];
+        v[i] = keep + __shfl_xor_sync(kFullMask, send, kMask);
+      }
+      if (upper) off += kHalf;
+      reduce_scatter<T, kV, kHalf, kMask * 2>(v, lane, off);
+    } else {
+      v[0] += __shfl_xor_sync(kFullMask, v[0], kMask);
+      reduce_scatter<T, kV, 1, kMask * 2>(v, lane, off);
+    }
+  } else {
+    (void)v;
+    (void)lane;
+    (void)off;
+  }
+}
+
+constexpr int log2_of(int x) {
+  return x <= 1 ? 0 : 1 + log2_of(x / 2);
+}
+
+template <typename T>
+struct ForwardBatch {
+  ScanProblem<T> p[kScanMaxProblems];
+};
+
+template <typename T>
+struct BackwardBatch {
+  ScanBackwardProblem<T> p[kScanMaxProblems];
+};
+
+// ---- forward ---------------------------------------------------------------------------
+
+template <typename T, int kN>
+__global__ void __launch_bounds__(ForwardCfg<kN>::kThreads, kForwardMinBlocks<T, kN>)
+    scan_forward_kernel(const ForwardBatch<T> batch) {
+  using C = ForwardCfg<kN>;
+  constexpr int kS = C::kS, kLanes = C::kLanes, kCh = C::kChannels, kThreads = C::kThreads;
+  constexpr int kTc = kForwardChunk;
+  // Two buffers (chunk c computes from one while chunk c + 1 loads into the other) of:
+  // tiles [kTc][kCh] of u (overwritten with y), delta and inject; Bm, Cm rows [kTc][kN].
+  __shared__ __align__(16) T s_u[2][kTc * kCh];
+  __shared__ __align__(16) T s_d[2][kTc * kCh];
+  __shared__ __align__(16) T s_i[2][kTc * kCh];
+  __shared__ __align__(16) T s_b[2][kTc * kN];
+  __shared__ __align__(16) T s_c[2][kTc * kN];
+
+  ScanProblem<T> p = batch.p[0];
+#pragma unroll
+  for (int i = 1; i < kScanMaxProblems; ++i)
+    if (blockIdx.z == static_cast<unsigned>(i)) p = batch.p[i];
+  const int64_t B = p.dims.batch, L = p.dims.len, E = p.dims.inner, N = p.dims.state;
+  const bool rev = p.dims.reverse;
+  const int64_t b = blockIdx.y, e0 = int64_t(blockIdx.x) * kCh;
+  if (b >= B || e0 >= E || L == 0) return;  // the whole block: no barrier is skipped
+  const int channels = static_cast<int>(min(int64_t(kCh), E - e0));
+  const int64_t chunks = (L + kTc - 1) / kTc;
+  auto load_chunk = [&](int64_t c, int buf) {
+    const int64_t s0 = c * kTc;
+    const int len = static_cast<int>(min(int64_t(kTc), L - s0));
+    load_tile<T, kTc, kCh, kThreads>(s_u[buf], p.u, b, L, E, e0, channels, s0, len, rev);
+    load_tile<T, kTc, kCh, kThreads>(s_d[buf], p.delta, b, L, E, e0, channels, s0, len, rev);
+    load_tile<T, kTc, kCh, kThreads>(s_i[buf], p.inject, b, L, E, e0, channels, s0, len, rev);
+    load_rows<T, kTc, kN, kThreads>(s_b[buf], p.Bm, b, L, N, s0, len, rev);
+    load_rows<T, kTc, kN, kThreads>(s_c[buf], p.Cm, b, L, N, s0, len, rev);
+    cp_async_commit();
+  };
+  load_chunk(0, 0);
+
+  const int tid = threadIdx.x;
+  const int slice = tid % kLanes, cl = tid / kLanes, n0 = slice * kS;
+  const int64_t e = e0 + cl;
+  const bool active = cl < channels;
+  T a_row[kS];  // A[e, n0 + k], scaled for decay_of; 0 for padded states
+#pragma unroll
+  for (int k = 0; k < kS; ++k)
+    a_row[k] = active && n0 + k < N ? scale_a(p.A[e * N + n0 + k]) : T(0);
+  const T d_e = active ? p.D[e] : T(0);
+
+  T h[kS];
+#pragma unroll
+  for (int k = 0; k < kS; ++k) h[k] = T(0);
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int buf = static_cast<int>(c & 1);
+    const int64_t s0 = c * kTc;
+    const int len = static_cast<int>(min(int64_t(kTc), L - s0));
+    if (c + 1 < chunks) {
+      load_chunk(c + 1, buf ^ 1);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    const T *su = s_u[buf], *sd = s_d[buf], *si = s_i[buf], *sb = s_b[buf], *sc = s_c[buf];
+    for (int j = 0; j < len; ++j) {
+      const int at = j * kCh + cl;
+      const T de = sd[at], uu = su[at];
+      const T drive = de * (uu + si[at]);
+      T bn[kS], cn[kS];
+      load_vec<kS>(sb + j * kN + n0, bn);
+      load_vec<kS>(sc + j * kN + n0, cn);
+      T acc = T(0);
+#pragma unroll
+      for (int k = 0; k < kS; ++k) {
+        h[k] = decay_of(de, a_row[k]) * h[k] + drive * bn[k];
+        acc += cn[k] * h[k];
+      }
+#pragma unroll
+      for (int o = 1; o < kLanes; o <<= 1) acc += __shfl_xor_sync(kFullMask, acc, o);
+      if constexpr (kLanes > 1) __syncwarp();         // every lane of the channel has read u
+      if (slice == 0) s_u[buf][at] = acc + d_e * uu;  // y
+    }
+    __syncthreads();
+    store_tile<T, kTc, kCh, kThreads>(s_u[buf], p.y, b, L, E, e0, channels, s0, len, rev);
+    __syncthreads();  // y is out before chunk c + 2 loads into this buffer
+  }
+}
+
+// ---- backward --------------------------------------------------------------------------
+
+// Dynamic shared memory of the backward kernel, in elements of T:
+//   states [kTc][kThreads][kS]  the state before each step of the chunk, per thread
+//   4 tiles [kTc][kCh]          dy, u, delta, inject; overwritten with du, -, ddelta, dinject
+//   Bm, Cm [kTc][kN]
+//   red [warps][kTc][2][kN]     per warp, the chunk's dBm, dCm terms summed over its channels
+template <typename T, int kN>
+constexpr size_t backward_smem_bytes() {
+  using C = BackwardCfg<kN>;
+  constexpr size_t kTc = kBackwardChunk;
+  return sizeof(T) * (kTc * C::kS * C::kThreads + 4 * kTc * C::kChannels + 2 * kTc * kN +
+                      (C::kThreads / 32) * kTc * 2 * kN);
+}
+
+template <typename T, int kN>
+__global__ void __launch_bounds__(BackwardCfg<kN>::kThreads)
+    scan_backward_kernel(const BackwardBatch<T> batch) {
+  using C = BackwardCfg<kN>;
+  constexpr int kS = C::kS, kLanes = C::kLanes, kCh = C::kChannels, kThreads = C::kThreads;
+  constexpr int kTc = kBackwardChunk;
+  constexpr int kV = 2 * kS;  // the dBm and dCm terms of a thread's states at one step
+  constexpr int kRounds = log2_of(32 / kLanes);
+  constexpr int kKept = (kV >> kRounds) > 0 ? (kV >> kRounds) : 1;
+  constexpr int kWriters = kLanes * kV < 32 ? kLanes * kV : 32;  // lanes holding distinct sums
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* s_state = reinterpret_cast<T*>(smem_raw);
+  T* s_g = s_state + kTc * kS * kThreads;
+  T* s_u = s_g + kTc * kCh;
+  T* s_d = s_u + kTc * kCh;
+  T* s_i = s_d + kTc * kCh;
+  T* s_b = s_i + kTc * kCh;
+  T* s_c = s_b + kTc * kN;
+  T* s_red = s_c + kTc * kN;
+
+  ScanBackwardProblem<T> p = batch.p[0];
+#pragma unroll
+  for (int i = 1; i < kScanMaxProblems; ++i)
+    if (blockIdx.z == static_cast<unsigned>(i)) p = batch.p[i];
+  const int64_t B = p.dims.batch, L = p.dims.len, E = p.dims.inner, N = p.dims.state;
+  const bool rev = p.dims.reverse;
+  const int64_t b = blockIdx.y, e0 = int64_t(blockIdx.x) * kCh;
+  if (b >= B || e0 >= E || L == 0) return;  // the whole block: no barrier is skipped
+  const int channels = static_cast<int>(min(int64_t(kCh), E - e0));
+  const int64_t chunks = (L + kTc - 1) / kTc;
+
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int slice = tid % kLanes, cl = tid / kLanes, n0 = slice * kS;
+  const int64_t e = e0 + cl;
+  const bool active = cl < channels;
+  T a_row[kS], a_scaled[kS];  // A[e, n0 + k] as is and scaled for decay_of; 0 when padded
+#pragma unroll
+  for (int k = 0; k < kS; ++k) {
+    a_row[k] = active && n0 + k < N ? p.A[e * N + n0 + k] : T(0);
+    a_scaled[k] = scale_a(a_row[k]);
+  }
+  const T d_e = active ? p.D[e] : T(0);
+  // Boundary state c (c >= 1: the state before scan step c * kTc) of this thread.
+  auto boundary = [&](int64_t c, int k) -> T& {
+    return p.workspace[((b * (chunks - 1) + (c - 1)) * E + e) * N + n0 + k];
+  };
+
+  // Sweep 1: the recurrence forward, keeping the state at each chunk boundary.
+  T h[kS];
+#pragma unroll
+  for (int k = 0; k < kS; ++k) h[k] = T(0);
+  for (int64_t c = 0; c + 1 < chunks; ++c) {
+    const int64_t s0 = c * kTc;
+    load_tile<T, kTc, kCh, kThreads>(s_u, p.u, b, L, E, e0, channels, s0, kTc, rev);
+    load_tile<T, kTc, kCh, kThreads>(s_d, p.delta, b, L, E, e0, channels, s0, kTc, rev);
+    load_tile<T, kTc, kCh, kThreads>(s_i, p.inject, b, L, E, e0, channels, s0, kTc, rev);
+    load_rows<T, kTc, kN, kThreads>(s_b, p.Bm, b, L, N, s0, kTc, rev);
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+    for (int j = 0; j < kTc; ++j) {
+      const T de = s_d[j * kCh + cl];
+      const T drive = de * (s_u[j * kCh + cl] + s_i[j * kCh + cl]);
+      T bn[kS];
+      load_vec<kS>(s_b + j * kN + n0, bn);
+#pragma unroll
+      for (int k = 0; k < kS; ++k) h[k] = decay_of(de, a_scaled[k]) * h[k] + drive * bn[k];
+    }
+    if (active) {
+#pragma unroll
+      for (int k = 0; k < kS; ++k)
+        if (n0 + k < N) boundary(c + 1, k) = h[k];
+    }
+    __syncthreads();
+  }
+
+  // Sweep 2: chunks in reverse scan order.
+  T carry[kS], h_cur[kS];  // adjoint carried from the next step; the state after the step
+  double dA_sum[kS];
+  double dD_sum = 0;
+#pragma unroll
+  for (int k = 0; k < kS; ++k) {
+    carry[k] = T(0);
+    dA_sum[k] = 0;
+  }
+  for (int64_t c = chunks - 1; c >= 0; --c) {
+    const int64_t s0 = c * kTc;
+    const int len = static_cast<int>(min(int64_t(kTc), L - s0));
+    __syncthreads();  // the previous chunk's tiles have been written out
+    load_tile<T, kTc, kCh, kThreads>(s_g, p.dy, b, L, E, e0, channels, s0, len, rev);
+    load_tile<T, kTc, kCh, kThreads>(s_u, p.u, b, L, E, e0, channels, s0, len, rev);
+    load_tile<T, kTc, kCh, kThreads>(s_d, p.delta, b, L, E, e0, channels, s0, len, rev);
+    load_tile<T, kTc, kCh, kThreads>(s_i, p.inject, b, L, E, e0, channels, s0, len, rev);
+    load_rows<T, kTc, kN, kThreads>(s_b, p.Bm, b, L, N, s0, len, rev);
+    load_rows<T, kTc, kN, kThreads>(s_c, p.Cm, b, L, N, s0, len, rev);
+#pragma unroll
+    for (int k = 0; k < kS; ++k) h[k] = c > 0 && active && n0 + k < N ? boundary(c, k) : T(0);
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+
+    // Recompute the chunk: the state before step j goes to this thread's slot of row j.
+    for (int j = 0; j < len; ++j) {
+      const T de = s_d[j * kCh + cl];
+      const T drive = de * (s_u[j * kCh + cl] + s_i[j * kCh + cl]);
+      T bn[kS];
+      load_vec<kS>(s_b + j * kN + n0, bn);
+      store_vec<kS>(s_state + (j * kThreads + tid) * kS, h);
+#pragma unroll
+      for (int k = 0; k < kS; ++k) h[k] = decay_of(de, a_scaled[k]) * h[k] + drive * bn[k];
+    }
+#pragma unroll
+    for (int k = 0; k < kS; ++k) h_cur[k] = h[k];
+
+    // The adjoint recurrence back over the chunk (kernels/cpu/selective_scan.cpp):
+    //   dh = carry + Cm g;  dBm += dh de x;  dCm += g h;  dA += dh de a h_prev;
+    //   dx += dh Bm;  ddelta += dh (A a h_prev + Bm x);  carry = a dh.
+    T dA_chunk[kS];
+    T dD_chunk = T(0);
+#pragma unroll
+    for (int k = 0; k < kS; ++k) dA_chunk[k] = T(0);
+    for (int j = len - 1; j >= 0; --j) {
+      const int at = j * kCh + cl;
+      const T g = s_g[at], uu = s_u[at], de = s_d[at];
+      const T x = uu + s_i[at];
+      const T dex = de * x;
+      T h_prev[kS], bn[kS], cn[kS], v[kV];
+      load_vec<kS>(s_state + (j * kThreads + tid) * kS, h_prev);
+      load_vec<kS>(s_b + j * kN + n0, bn);
+      load_vec<kS>(s_c + j * kN + n0, cn);
+      T dx = T(0), ddelta = T(0);
+#pragma unroll
+      for (int k = 0; k < kS; ++k) {
+        const T a = decay_of(de, a_scaled[k]);
+        const T dh = carry[k] + cn[k] * g;  // total adjoint of this step's state
+        const T ah = a * h_prev[k];
+        v[k] = dh * dex;           // dBm term
+        v[kS + k] = g * h_cur[k];  // dCm term
+        dA_chunk[k] += de * (dh * ah);
+        dx += dh * bn[k];
+        ddelta += dh * (a_row[k] * ah + bn[k] * x);
+        carry[k] = a * dh;
+        h_cur[k] = h_prev[k];
+      }
+#pragma unroll
+      for (int o = 1; o < kLanes; o <<= 1) {
+        dx += __shfl_xor_sync(kFullMask, dx, o);
+        ddelta += __shfl_xor_sync(kFullMask, ddelta, o);
+      }
+      dD_chunk += g * uu;
+
+      int off = 0;
+      reduce_scatter<T, kV, kV, kLanes>(v, lane, off);
+      if (lane < kWriters) {  // together they hold each (kind, n) sum exactly once
+        T* red = s_red + (warp * kTc + j) * 2 * kN;
+#pragma unroll
+        for (int i = 0; i < kKept; ++i) {
+          const int q = off + i;  // q < kS: dBm term of state n0 + q; else dCm of n0 + q - kS
+          red[(q / kS) * kN + n0 + q % kS] = v[i];
+        }
+      }
+
+      __syncwarp();  // every lane of the channel has read this step's tile entries
+      if (slice == 0) {
+        const T dxe = dx * de;
+        s_g[at] = g * d_e + dxe;  // du
+        s_d[at] = ddelta;
+        s_i[at] = dxe;  // dinject
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < kS; ++k) dA_sum[k] += static_cast<double>(dA_chunk[k]);
+    dD_sum += static_cast<double>(dD_chunk);
+    __syncthreads();
+
+    store_tile<T, kTc, kCh, kThreads>(s_g, p.du, b, L, E, e0, channels, s0, len, rev);
+    store_tile<T, kTc, kCh, kThreads>(s_d, p.ddelta, b, L, E, e0, channels, s0, len, rev);
+    if (p.dinject != nullptr)
+      store_tile<T, kTc, kCh, kThreads>(s_i, p.dinject, b, L, E, e0, channels, s0, len, rev);
+    for (int i = tid; i < len * 2 * kN; i += kThreads) {
+      const int j = i / (2 * kN), which = (i / kN) % 2, n = i % kN;
+      if (n < N) {
+        T sum = s_red[i];
+#pragma unroll
+        for (int w = 1; w < kThreads / 32; ++w) sum += s_red[w * kTc * 2 * kN + i];
+        T* dst = which == 0 ? p.dBm : p.dCm;
+        atomicAdd(&dst[(b * L + time_of(s0 + j, L, rev)) * N + n], sum);
+      }
+    }
+  }
+
+  if (active) {
+#pragma unroll
+    for (int k = 0; k < kS; ++k)
+      if (n0 + k < N) atomicAdd(&p.dA[e * N + n0 + k], static_cast<T>(dA_sum[k]));
+    if (slice == 0) atomicAdd(&p.dD[e], static_cast<T>(dD_sum));
+  }
+}
+
+// ---- launches --------------------------------------------------------------------------
+
+int state_bucket(int64_t N, const char* what) {
+  if (N < 0 || N > kScanMaxState)
+    throw std::runtime_error(std::string(what) + ": state size N = " + std::to_string(N) +
+                             " is outside the CUDA kernel's range 0.." +
+                             std::to_string(kScanMaxState));
+  return N <= 4 ? 4 : N <= 8 ? 8 : N <= 16 ? 16 : N <= 32 ? 32 : 64;
+}
+
+void check_dims(const ScanDims& d, const char* what) {
+  if (d.batch < 0 || d.len < 0 || d.inner < 0)
+    throw std::runtime_error(std::string(what) + ": negative dims");
+  if (d.batch > 65535)
+    throw std::runtime_error(std::string(what) + ": batch " + std::to_string(d.batch) +
+                             " exceeds the CUDA kernel's limit of 65535 samples per launch");
+  state_bucket(d.state, what);
+}
+
+bool has_work(const ScanDims& d) {
+  return d.batch > 0 && d.len > 0 && d.inner > 0;
+}
+
+template <typename C, typename Batch>
+dim3 grid_of(const Batch& batch, int count) {
+  int64_t blocks_e = 1, blocks_b = 1;
+  for (int i = 0; i < count; ++i) {
+    blocks_e = std::max(blocks_e, (batch.p[i].dims.inner + C::kChannels - 1) / C::kChannels);
+    blocks_b = std::max(blocks_b, batch.p[i].dims.batch);
+  }
+  return dim3(static_cast<unsigned>(blocks_e), static_cast<unsigned>(blocks_b),
+              static_cast<unsigned>(count));
+}
+
+template <typename T, int kN>
+void launch_forward(const ForwardBatch<T>& batch, int count) {
+  using C = ForwardCfg<kN>;
+  scan_forward_kernel<T, kN><<<grid_of<C>(batch, count), C::kThreads, 0, stream()>>>(batch);
+  check_last_launch("selective scan forward kernel");
+}
+
+template <typename T, int kN>
+void launch_backward(const BackwardBatch<T>& batch, int count) {
+  constexpr size_t smem = backward_smem_bytes<T, kN>();
+  if (smem > 48 * 1024)
+    check(cudaFuncSetAttribute(scan_backward_kernel<T, kN>,
+                               cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+          "selective scan backward: shared memory size");
+  using C = BackwardCfg<kN>;
+  scan_backward_kernel<T, kN><<<grid_of<C>(batch, count), C::kThreads, smem, stream()>>>(batch);
+  check_last_launch("selective scan backward kernel");
+}
+
+// Runs `problems` (all with work) grouped by state bucket, kScanMaxProblems per launch.
+template <typename Batch, typename P, typename Launch>
+void launch_grouped(const std::vector<P>& problems, const char* what, Launch&& launch) {
+  std::vector<bool> done(problems.size(), false);
+  for (size_t i = 0; i < problems.size(); ++i) {
+    if (done[i]) continue;
+    const int bucket = state_bucket(problems[i].dims.state, what);
+    Batch batch{};
+    int count = 0;
+    for (size_t j = i; j < problems.size() && count < kScanMaxProblems; ++j) {
+      if (done[j] || state_bucket(problems[j].dims.state, what) != bucket) continue;
+      batch.p[count++] = problems[j];
+      done[j] = true;
+    }
+    launch(bucket, batch, count);
+  }
+}
+
+template <typename T>
+void memset_zero(T* ptr, int64_t elems, const char* what) {
+  if (elems > 0) check(cudaMemsetAsync(ptr, 0, sizeof(T) * size_t(elems), stream()), what);
+}
+
+}  // namespace
+
+int64_t selective_scan_workspace_elems(const ScanDims& d) {
+  const int64_t chunks = (d.len + kScanBackwardChunk - 1) / kScanBackwardChunk;
+  return chunks > 1 ? d.batch * (chunks - 1) * d.inner * d.state : 0;
+}
+
+template <typename T>
+void selective_scan_multi(const ScanProblem<T>* problems, int count) {
+  constexpr const char* kWhat = "CUDA selective_scan";
+  std::vector<ScanProblem<T>> work;
+  for (int i = 0; i < count; ++i) {
+    check_dims(problems[i].dims, kWhat);
+    if (has_work(problems[i].dims)) work.push_back(problems[i]);
+  }
+  launch_grouped<ForwardBatch<T>>(work, kWhat, [](int bucket, const ForwardBatch<T>& batch, int n) {
+    switch (bucket) {
+      case 4:
+        return launch_forward<T, 4>(batch, n);
+      case 8:
+        return launch_forward<T, 8>(batch, n);
+      case 16:
+        return launch_forward<T, 16>(batch, n);
+      case 32:
+        return launch_forward<T, 32>(batch, n);
+      default:
+        return launch_forward<T, 64>(batch, n);
+    }
+  });
+}
+
+template <typename T>
+void selective_scan_backward_multi(const ScanBackwardProblem<T>* problems, int count) {
+  constexpr const char* kWhat = "CUDA selective_scan_backward";
+  std::vector<ScanBackwardProblem<T>> work;
+  for (int i = 0; i < count; ++i) {
+    const ScanBackwardProblem<T>& p = problems[i];
+    const ScanDims& d = p.dims;
+    check_dims(d, kWhat);
+    // The summed gradients are accumulated with atomics: start them at zero.
+    memset_zero(p.dA, d.inner * d.state, "selective scan backward: zeroing dA");
+    memset_zero(p.dD, d.inner, "selective scan backward: zeroing dD");
+    memset_zero(p.dBm, d.batch * d.len * d.state, "selective scan backward: zeroing dBm");
+    memset_zero(p.dCm, d.batch * d.len * d.state, "selective scan backward: zeroing dCm");
+    if (!has_work(d)) continue;
+    if (selective_scan_workspace_elems(d) > 0 && p.workspace == nullptr)
+      throw std::runtime_error(std::string(kWhat) + ": workspace of " +
+                               std::to_string(selective_scan_workspace_elems(d)) +
+                               " elements is null");
+    work.push_back(p);
+  }
+  launch_grouped<BackwardBatch<T>>(work, kWhat,
+                                   [](int bucket, const BackwardBatch<T>& batch, int n) {
+                                     switch (bucket) {
+                                       case 4:
+                                         return launch_backward<T, 4>(batch, n);
+                                       case 8:
+                                         return launch_backward<T, 8>(batch, n);
+                                       case 16:
+                                         return launch_backward<T, 16>(batch, n);
+                                       case 32:
+                                         return launch_backward<T, 32>(batch, n);
+                                       default:
+                                         return launch_backward<T, 64>(batch, n);
+                                     }
+                                   });
+}
+
+template <typename T>
+void selective_scan(const T* u, const T* delta, const T* A, const T* Bm, const T* Cm, const T* D,
+                    const T* inject, T* y, const ScanDims& d) {
+  ScanProblem<T> p;
+  p.u = u;
+  p.delta = delta;
+  p.A = A;
+  p.Bm = Bm;
+  p.Cm = Cm;
+  p.D = D;
+  p.inject = inject;
+  p.y = y;
+  p.dims = d;
+  selective_scan_multi(&p, 1);
+}
+
+template <typename T>
+void selective_scan_backward(const T* dy, const T* u, const T* delta, const T* A, const T* Bm,
+                             const T* Cm, const T* D, const T* inject, T* du, T* ddelta, T* dA,
+                             T* dBm, T* dCm, T* dD, T* dinject, T* workspace, const ScanDims& d) {
+  ScanBackwardProblem<T> p;
+  p.dy = dy;
+  p.u = u;
+  p.delta = delta;
+  p.A = A;
+  p.Bm = Bm;
+  p.Cm = Cm;
+  p.D = D;
+  p.inject = inject;
+  p.du = du;
+  p.ddelta = ddelta;
+  p.dA = dA;
+  p.dBm = dBm;
+  p.dCm = dCm;
+  p.dD = dD;
+  p.dinject = dinject;
+  p.workspace = workspace;
+  p.dims = d;
+  selective_scan_backward_multi(&p, 1);
+}
+
+#define IM_SCAN_INSTANTIATE(T)                                                                   \
+  template void selective_scan<T>(const T*, const T*, const T*, const T*, const T*, const T*,    \
+                                  const T*, T*, const ScanDims&);                                \
+  template void selective_scan_backward<T>(const T*, const T*, const T*, const T*, const T*,     \
+                                           const T*, const T*, const T*, T*, T*, T*, T*, T*, T*, \
+                                           T*, T*, const ScanDims&);                             \
+  template void selective_scan_multi<T>(const ScanProblem<T>*, int);                             \
+  template void selective_scan_backward_multi<T>(const ScanBackwardProblem<T>*, int);
+IM_SCAN_INSTANTIATE(float)
+IM_SCAN_INSTANTIATE(double)
+
+}  // namespace im::kernels::cuda

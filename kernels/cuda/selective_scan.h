@@ -1,0 +1,98 @@
+// CUDA selective SSM scan (docs/MODEL.md §3); same semantics, layouts and reverse flag as
+// the CPU reference (kernels/cpu/selective_scan.h), which it is tested against.
+//
+//   x_t = u_t + inject_t
+//   h_t[e,n] = exp(delta_t[e] A[e,n]) h_{t-1}[e,n] + delta_t[e] Bm_t[n] x_t[e]
+//   y_t[e]   = sum_n Cm_t[n] h_t[e,n] + D[e] u_t[e]
+//
+// Layouts (contiguous, device memory): u, delta, inject, y [B, L, E]; A [E, N];
+// Bm, Cm [B, L, N]; D [E]. N (the state size) may be anything up to kScanMaxState.
+//
+// Forward and backward are one kernel each, parallel over batch x channel; a channel's
+// N states live in the registers of N/4 neighbouring threads and the sequence is walked
+// in chunks staged through shared memory. The backward kernel first runs the recurrence
+// forward once to store the state at every chunk boundary (the workspace), then walks the
+// chunks in reverse scan order: it recomputes one chunk's states into shared memory and
+// runs the adjoint recurrence over them. dA, dBm, dCm and dD are sums over threads, added
+// with atomics, so float results may differ between runs in the last bits.
+//
+// Several independent problems (the two directions of a bidirectional scan, each with its
+// own pointers, dims and reverse flag) can run in one launch through the *_multi entries.
+// Everything is queued on the current stream (kernels/cuda/stream.h).
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/cpu/selective_scan.h"
+
+namespace im::kernels::cuda {
+
+using cpu::ScanDims;
+
+// Largest state size N the kernels take (they throw std::runtime_error beyond it).
+constexpr int64_t kScanMaxState = 64;
+// Problems one *_multi launch takes at most (more are split over several launches).
+constexpr int kScanMaxProblems = 2;
+// Scan steps between the states the backward kernel stores (its chunk length).
+constexpr int64_t kScanBackwardChunk = 16;
+
+template <typename T>
+struct ScanProblem {
+  const T* u = nullptr;
+  const T* delta = nullptr;
+  const T* A = nullptr;
+  const T* Bm = nullptr;
+  const T* Cm = nullptr;
+  const T* D = nullptr;
+  const T* inject = nullptr;  // may be null: no injection
+  T* y = nullptr;
+  ScanDims dims;
+};
+
+template <typename T>
+struct ScanBackwardProblem {
+  const T* dy = nullptr;
+  const T* u = nullptr;
+  const T* delta = nullptr;
+  const T* A = nullptr;
+  const T* Bm = nullptr;
+  const T* Cm = nullptr;
+  const T* D = nullptr;
+  const T* inject = nullptr;  // may be null: no injection
+  // Every gradient is overwritten; dinject may be null (not wanted), the others may not.
+  T* du = nullptr;
+  T* ddelta = nullptr;
+  T* dA = nullptr;
+  T* dBm = nullptr;
+  T* dCm = nullptr;
+  T* dD = nullptr;
+  T* dinject = nullptr;
+  // Scratch of selective_scan_workspace_elems(dims) elements (may be null when that is 0):
+  // the states at chunk boundaries, [B, ceil(L / kScanBackwardChunk) - 1, E, N].
+  T* workspace = nullptr;
+  ScanDims dims;
+};
+
+// Elements of T the backward kernel needs as workspace for these dims.
+int64_t selective_scan_workspace_elems(const ScanDims& d);
+
+// One problem (the signature of the CPU kernel).
+template <typename T>
+void selective_scan(const T* u, const T* delta, const T* A, const T* Bm, const T* Cm, const T* D,
+                    const T* inject, T* y, const ScanDims& d);
+
+template <typename T>
+void selective_scan_backward(const T* dy, const T* u, const T* delta, const T* A, const T* Bm,
+                             const T* Cm, const T* D, const T* inject, T* du, T* ddelta, T* dA,
+                             T* dBm, T* dCm, T* dD, T* dinject, T* workspace, const ScanDims& d);
+
+// `count` independent problems, in one kernel launch when they are at most
+// kScanMaxProblems and their state sizes round up to the same kernel (N up to 4, 8, 16,
+// 32 or 64); otherwise in as few launches as that allows.
+template <typename T>
+void selective_scan_multi(const ScanProblem<T>* problems, int count);
+
+template <typename T>
+void selective_scan_backward_multi(const ScanBackwardProblem<T>* problems, int count);
+
+}  // namespace im::kernels::cuda

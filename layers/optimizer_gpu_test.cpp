@@ -1,0 +1,79 @@
+// AdamW and global gradient-norm clipping on a parameter store that lives on the GPU
+// against the same store on the CPU: moments allocated on the store's device, one kernel
+// over the flat buffer with its decay mask, the norm reduced on the device.
+// Skipped without a GPU (ctest label gpu).
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "core/ops.h"
+#include "core/rng.h"
+#include "layers/optimizer.h"
+#include "layers/parameter_store.h"
+#include "tests/gpu_test_support.h"
+
+using im::Device;
+using im::DType;
+using im::Tensor;
+using im::testing::rel_error;
+using namespace im::layers;
+
+namespace {
+
+// Odd-sized parameters (the store pads each to 16 elements), some decayed, some not.
+class Params : public Module {
+ public:
+  Params(DType dtype, uint64_t seed) {
+    im::Generator gen(seed);
+    register_parameter("w1", im::randn({33, 31}, gen, dtype), {.weight_decay = true});
+    register_parameter("b1", im::randn({31}, gen, dtype));
+    register_parameter("w2", im::randn({7, 1001}, gen, dtype), {.weight_decay = true});
+    register_parameter("s", im::randn({1}, gen, dtype));
+  }
+};
+
+double tolerance(DType dt) {
+  return dt == DType::Float32 ? 1e-5 : 1e-10;
+}
+
+}  // namespace
+
+TEST(AdamWGpu, StepsAndClippingMatchCpu) {
+  REQUIRE_GPU();
+  for (DType dt : {DType::Float32, DType::Float64}) {
+    const std::string what = im::dtype_name(dt);
+    Params cpu_model(dt, 7), gpu_model(dt, 7);
+    ParameterStore cpu(cpu_model, dt), gpu(gpu_model, dt, Device::cuda());
+    ASSERT_TRUE(gpu.flat_params().device().is_cuda());
+    OptimConfig cfg;
+    cfg.weight_decay = 0.1;
+    AdamW cpu_opt(cpu, cfg), gpu_opt(gpu, cfg);
+    EXPECT_TRUE(gpu_opt.exp_avg().device().is_cuda());
+    EXPECT_TRUE(gpu_opt.exp_avg_sq().device().is_cuda());
+    const Tensor start = cpu.flat_params().clone();
+    im::Generator gen(11);
+    for (int step = 0; step < 5; ++step) {
+      // The same gradients in both flat buffers; large ones on odd steps, so that
+      // clipping scales them, small ones on even steps, so that it does not.
+      const Tensor g = im::mul(im::randn({cpu.numel()}, gen, dt), step % 2 ? 10.0 : 0.01);
+      cpu.flat_grads().copy_(g);
+      gpu.flat_grads().copy_(g.to(Device::cuda()));
+      const double max_norm = 1.0;
+      const double nc = clip_grad_norm(cpu, max_norm);
+      const double ng = clip_grad_norm(gpu, max_norm);
+      EXPECT_NEAR(ng, nc, 1e-12 * nc) << what << " step " << step;
+      EXPECT_LT(rel_error(gpu.flat_grads(), cpu.flat_grads()), tolerance(dt))
+          << what << " clipped gradients, step " << step;
+      const double lr = 1e-2 / (step + 1);
+      cpu_opt.step(lr);
+      gpu_opt.step(lr);
+    }
+    EXPECT_EQ(gpu_opt.steps_taken(), 5);
+    const double tol = tolerance(dt);
+    EXPECT_LT(rel_error(gpu.flat_params(), cpu.flat_params()), tol) << what << " params";
+    EXPECT_LT(rel_error(gpu_opt.exp_avg(), cpu_opt.exp_avg()), tol) << what << " exp_avg";
+    EXPECT_LT(rel_error(gpu_opt.exp_avg_sq(), cpu_opt.exp_avg_sq()), tol) << what << " exp_avg_sq";
+    // The parameters did move, so the comparison is not of two untouched copies.
+    EXPECT_GT(rel_error(cpu.flat_params(), start), 1e-3) << what;
+  }
+}
