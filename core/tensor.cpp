@@ -187,8 +187,6 @@ template <typename T>
 T* Tensor::data() const {
   IM_CHECK(dtype() == dtype_of<T>(), "data<", dtype_name(dtype_of<T>()), ">() on a ", describe(),
            " tensor");
-  IM_CHECK(device().is_cpu(), "data<", dtype_name(dtype_of<T>()), ">() reads host memory but ",
-           describe(), " lives on the GPU; copy it with .to(Device::cpu()) first");
   return static_cast<T*>(data_ptr());
 }
 template float* Tensor::data<float>() const;
@@ -200,7 +198,9 @@ template uint8_t* Tensor::data<uint8_t>() const;
 
 template <typename T>
 std::vector<T> Tensor::to_vector() const {
-  Tensor c = (device().is_cpu() ? *this : to(Device::cpu())).detach().to(dtype_of<T>());
+  // Reading values is outside autograd, so a GPU tensor that requires grad reads as well.
+  const Tensor d = detach();
+  Tensor c = (d.device().is_cpu() ? d : d.to(Device::cpu())).to(dtype_of<T>());
   c = c.contiguous();
   const T* p = c.data<T>();
   return std::vector<T>(p, p + c.numel());

@@ -73,7 +73,7 @@ class Tensor {
   bool shares_storage_with(const Tensor& other) const;
   std::string describe() const;  // "float32[2, 3] on cpu"
 
-  // ---- data access (CPU tensors; checked) -----------------------------------
+  // ---- data access (the dtype is checked; a CUDA tensor gives a device pointer) ------
   void* data_ptr() const;  // first element of this view
   template <typename T>
   T* data() const;

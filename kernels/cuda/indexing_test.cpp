@@ -60,8 +60,8 @@ Tensor random_index(const Shape& shape, int64_t lo, int64_t hi, DType dtype, std
   if (gpu_t.shape() != cpu_t.shape())
     return ::testing::AssertionFailure()
            << "shapes " << im::shape_str(gpu_t.shape()) << " and " << im::shape_str(cpu_t.shape());
-  const auto a = gpu_t.to(Device::cpu()).to_vector<double>();
-  const auto b = cpu_t.to(Device::cpu()).to_vector<double>();
+  const auto a = gpu_t.to_vector<double>();
+  const auto b = cpu_t.to_vector<double>();
   for (size_t i = 0; i < a.size(); ++i) {
     const bool same = (std::isnan(a[i]) && std::isnan(b[i])) || a[i] == b[i];
     if (!same)

@@ -2,21 +2,24 @@
 //
 // Work split (both kernels): block (x, y, z) = (group of channels, sample b, problem).
 // A channel e of sample b is owned by kLanes = kN / kS neighbouring threads of a warp,
-// each holding kS = 4 of the kN states in registers; kN is N rounded up to 4, 8, 16, 32
-// or 64, the padded states see A = Bm = Cm = 0 and so stay exactly zero. The sequence is
-// walked in chunks of scan steps: the block stages u, delta, inject (and dy) of its
-// channels and Bm, Cm of its sample for one chunk in shared memory with coalesced loads,
-// then every thread runs the recurrence over the chunk from there.
+// each holding kS of the kN states in registers (forward: kS = min(kN, 16), so up to
+// N = 16 one thread owns the whole channel; backward: kS = 4). kN is N rounded up to 4, 8,
+// 16, 32 or 64; the padded states see A = Bm = Cm = 0 and so stay exactly zero. The
+// sequence is walked in chunks of scan steps: the block stages u, delta, inject (and dy)
+// of its channels and Bm, Cm of its sample for one chunk in shared memory with cp.async
+// (16 bytes at a time where rows allow), then every thread runs the recurrence over the
+// chunk from there; outputs go back through the same tiles with coalesced stores.
 //
+// Forward: chunks of 8 steps, double-buffered (the next chunk loads during this one).
 // Backward: sweep 1 runs the recurrence forward and stores the state at each chunk
-// boundary in the workspace; sweep 2 walks the chunks in reverse scan order, recomputes
-// the chunk's states from its boundary state into shared memory (the state before each
-// step, per thread) and runs the adjoint recurrence of the CPU reference back over them.
-// Reductions: over the states of a channel by warp shuffles; dBm/dCm over the channels of
-// a warp by a shuffle reduce-scatter, over the warps of the block by shared-memory atomics
-// into a per-chunk buffer, and over blocks by one global atomicAdd per (step, n) per block;
-// dA/dD are accumulated per thread across time (per chunk in T, across chunks in double)
-// and added with one global atomicAdd per (e, n) per block.
+// boundary (every 16 steps) in the workspace; sweep 2 walks the chunks in reverse scan
+// order, recomputes the chunk's states from its boundary state into shared memory (the
+// state before each step, per thread) and runs the adjoint recurrence of the CPU
+// reference back over them. Reductions: over the states of a channel by warp shuffles;
+// dBm/dCm over the channels of a warp by a shuffle reduce-scatter, over the warps of the
+// block through shared memory at the end of the chunk, and over blocks by one global
+// atomicAdd per (step, n) per block; dA/dD are accumulated per thread across time (per
+// chunk in T, across chunks in double) and added with one atomicAdd per (e, n) per block.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -129,17 +132,22 @@ __device__ __forceinline__ int64_t time_of(int64_t s, int64_t L, bool reverse) {
   return reverse ? L - 1 - s : s;
 }
 
-// Asynchronous copy of one element from global to shared memory (cp.async, no register
-// round trip, so a thread has all of its copies in flight at once); with valid false it
-// reads nothing and writes zero. Complete with cp_async_wait<n>() and a barrier.
-template <typename T>
-__device__ __forceinline__ void cp_async(T* smem, const T* global, bool valid) {
-  static_assert(sizeof(T) == 4 || sizeof(T) == 8, "4- or 8-byte elements");
+// Asynchronous copy of kBytes (4, 8 or 16) from global to shared memory (cp.async: no
+// register round trip, so a thread has all of its copies in flight at once); with valid
+// false it reads nothing and writes zeros. Complete with cp_async_wait<n>() and a barrier.
+template <int kBytes>
+__device__ __forceinline__ void cp_async(void* smem, const void* global, bool valid) {
+  static_assert(kBytes == 4 || kBytes == 8 || kBytes == 16, "cp.async size");
   const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  const int src_bytes = valid ? static_cast<int>(sizeof(T)) : 0;
-  asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(dst), "l"(global),
-               "n"(static_cast<int>(sizeof(T))), "r"(src_bytes)
-               : "memory");
+  const int src_bytes = valid ? kBytes : 0;
+  if constexpr (kBytes == 16)
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(global),
+                 "r"(src_bytes)
+                 : "memory");
+  else
+    asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(dst), "l"(global),
+                 "n"(kBytes), "r"(src_bytes)
+                 : "memory");
 }
 __device__ __forceinline__ void cp_async_commit() {
   asm volatile("cp.async.commit_group;\n" ::: "memory");
@@ -150,24 +158,44 @@ __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
 }
 
+// Elements of T in one 16-byte access.
+template <typename T>
+constexpr int kVec = 16 / sizeof(T);
+
+template <typename T, int kN>
+struct alignas(sizeof(T) * kN) Pack {  // kN elements moved as one access
+  T v[kN];
+};
+
+// Whether the [.., E] rows of `ptr` can move 16 bytes at a time: E a multiple of kVec<T>
+// and the base 16-byte aligned (a tile's first channel e0 is a multiple of kVec<T>).
+template <typename T>
+__device__ __forceinline__ bool vector_ok(const T* ptr, int64_t E) {
+  return E % kVec<T> == 0 && reinterpret_cast<uintptr_t>(ptr) % 16 == 0;
+}
+
 // The tiles: tile[j][c] <-> src[b, t(s0 + j), e0 + c] for the chunk's rows j < len and the
-// block's channels c < channels. Thread tid always handles channel tid % kCh, rows
-// tid / kCh + r * (kThreads / kCh), so consecutive threads touch consecutive channels
-// (coalesced) and a row step is a fixed pointer stride.
-template <int kRows, int kCh, int kThreads>
+// block's channels c < channels, kV channels per access. Thread tid handles channels
+// kV (tid % (kCh / kV)) + [0, kV) of rows tid / (kCh / kV) + r * kStep, so consecutive
+// threads touch consecutive channels (coalesced) and a row step is a fixed stride.
+template <int kRows, int kCh, int kThreads, int kV>
 struct TileWalk {
-  static_assert(kThreads % kCh == 0, "a block covers whole tile rows per pass");
-  static constexpr int kStep = kThreads / kCh;  // rows per pass
+  static constexpr int kPerRow = kCh / kV;  // threads per tile row
+  static_assert(kCh % kV == 0 && kThreads % kPerRow == 0, "whole tile rows per pass");
+  static constexpr int kStep = kThreads / kPerRow;  // rows per pass
   static constexpr int kPasses = (kRows + kStep - 1) / kStep;
   int c, j0;
   int64_t offset, stride;  // element offset of row j0 in src; offset step per pass
   bool column_ok;
   __device__ __forceinline__ TileWalk(int64_t b, int64_t L, int64_t E, int64_t e0, int channels,
                                       int64_t s0, bool reverse)
-      : c(threadIdx.x % kCh), j0(threadIdx.x / kCh) {
+      : c((threadIdx.x % kPerRow) * kV), j0(threadIdx.x / kPerRow) {
     offset = (b * L + time_of(s0 + j0, L, reverse)) * E + e0 + c;
     stride = (reverse ? -kStep : kStep) * E;
-    column_ok = c < channels;
+    column_ok = c < channels;  // with kV > 1, channels is a multiple of kV
+  }
+  __device__ __forceinline__ bool in_tile(int r) const {
+    return kRows % kStep == 0 || j0 + r * kStep < kRows;
   }
   __device__ __forceinline__ bool valid(int r, int len) const {
     return column_ok && j0 + r * kStep < len;
@@ -175,24 +203,49 @@ struct TileWalk {
   __device__ __forceinline__ int slot(int r) const { return (j0 + r * kStep) * kCh + c; }
 };
 
+template <typename T, int kRows, int kCh, int kThreads, int kV>
+__device__ __forceinline__ void load_tile_as(T* tile, const T* src, int64_t b, int64_t L, int64_t E,
+                                             int64_t e0, int channels, int64_t s0, int len,
+                                             bool reverse) {
+  using W = TileWalk<kRows, kCh, kThreads, kV>;
+  W w(b, L, E, e0, channels, s0, reverse);
+#pragma unroll
+  for (int r = 0; r < W::kPasses; ++r) {
+    if (w.in_tile(r)) {
+      const bool ok = w.valid(r, len);
+      cp_async<kV * sizeof(T)>(tile + w.slot(r), ok ? src + w.offset : src, ok);
+    }
+    w.offset += w.stride;
+  }
+}
+
 // tile = src over the chunk (asynchronously, see cp_async); 0 outside it and everywhere
 // when src is null.
 template <typename T, int kRows, int kCh, int kThreads>
 __device__ __forceinline__ void load_tile(T* tile, const T* src, int64_t b, int64_t L, int64_t E,
                                           int64_t e0, int channels, int64_t s0, int len,
                                           bool reverse) {
-  using W = TileWalk<kRows, kCh, kThreads>;
+  if (src == nullptr) {
+    for (int i = threadIdx.x; i < kRows * kCh; i += kThreads) tile[i] = T(0);
+  } else if (vector_ok(src, E)) {
+    load_tile_as<T, kRows, kCh, kThreads, kVec<T>>(tile, src, b, L, E, e0, channels, s0, len,
+                                                   reverse);
+  } else {
+    load_tile_as<T, kRows, kCh, kThreads, 1>(tile, src, b, L, E, e0, channels, s0, len, reverse);
+  }
+}
+
+template <typename T, int kRows, int kCh, int kThreads, int kV>
+__device__ __forceinline__ void store_tile_as(const T* tile, T* dst, int64_t b, int64_t L,
+                                              int64_t E, int64_t e0, int channels, int64_t s0,
+                                              int len, bool reverse) {
+  using W = TileWalk<kRows, kCh, kThreads, kV>;
   W w(b, L, E, e0, channels, s0, reverse);
 #pragma unroll
   for (int r = 0; r < W::kPasses; ++r) {
-    if (w.j0 + r * W::kStep < kRows) {
-      if (src == nullptr) {
-        tile[w.slot(r)] = T(0);
-      } else {
-        const bool ok = w.valid(r, len);
-        cp_async(tile + w.slot(r), ok ? src + w.offset : src, ok);
-      }
-    }
+    if (w.in_tile(r) && w.valid(r, len))
+      *reinterpret_cast<Pack<T, kV>*>(dst + w.offset) =
+          *reinterpret_cast<const Pack<T, kV>*>(tile + w.slot(r));
     w.offset += w.stride;
   }
 }
@@ -201,13 +254,11 @@ template <typename T, int kRows, int kCh, int kThreads>
 __device__ __forceinline__ void store_tile(const T* tile, T* dst, int64_t b, int64_t L, int64_t E,
                                            int64_t e0, int channels, int64_t s0, int len,
                                            bool reverse) {
-  using W = TileWalk<kRows, kCh, kThreads>;
-  W w(b, L, E, e0, channels, s0, reverse);
-#pragma unroll
-  for (int r = 0; r < W::kPasses; ++r) {
-    if (w.j0 + r * W::kStep < kRows && w.valid(r, len)) dst[w.offset] = tile[w.slot(r)];
-    w.offset += w.stride;
-  }
+  if (vector_ok(dst, E))
+    store_tile_as<T, kRows, kCh, kThreads, kVec<T>>(tile, dst, b, L, E, e0, channels, s0, len,
+                                                    reverse);
+  else
+    store_tile_as<T, kRows, kCh, kThreads, 1>(tile, dst, b, L, E, e0, channels, s0, len, reverse);
 }
 
 // rows[j][n] = src[b, t(s0 + j), n] for j < len, n < N; 0 elsewhere (the padded states).
@@ -225,7 +276,7 @@ __device__ __forceinline__ void load_rows(T* rows, const T* src, int64_t b, int6
     const int j = j0 + r * kStep;
     if (j < kRows) {
       const bool ok = j < len && n < N;
-      cp_async(rows + j * kN + n, ok ? src + offset : src, ok);
+      cp_async<sizeof(T)>(rows + j * kN + n, ok ? src + offset : src, ok);
     }
     offset += stride;
   }
@@ -365,16 +416,17 @@ __global__ void __launch_bounds__(ForwardCfg<kN>::kThreads, kForwardMinBlocks<T,
 // ---- backward --------------------------------------------------------------------------
 
 // Dynamic shared memory of the backward kernel, in elements of T:
-//   states [kTc][kThreads][kS]  the state before each step of the chunk, per thread
+//   states [kTc][kThreads][kS]  the state before each step of the chunk, per thread; once a
+//                               warp has used its 32 slots of row j, they take that warp's
+//                               dBm, dCm terms of step j summed over its channels [2][kN]
 //   4 tiles [kTc][kCh]          dy, u, delta, inject; overwritten with du, -, ddelta, dinject
 //   Bm, Cm [kTc][kN]
-//   red [warps][kTc][2][kN]     per warp, the chunk's dBm, dCm terms summed over its channels
 template <typename T, int kN>
 constexpr size_t backward_smem_bytes() {
   using C = BackwardCfg<kN>;
+  static_assert(2 * kN <= 32 * C::kS, "a warp's state slots of a row hold its dBm, dCm sums");
   constexpr size_t kTc = kBackwardChunk;
-  return sizeof(T) * (kTc * C::kS * C::kThreads + 4 * kTc * C::kChannels + 2 * kTc * kN +
-                      (C::kThreads / 32) * kTc * 2 * kN);
+  return sizeof(T) * (kTc * C::kS * C::kThreads + 4 * kTc * C::kChannels + 2 * kTc * kN);
 }
 
 template <typename T, int kN>
@@ -395,7 +447,8 @@ __global__ void __launch_bounds__(BackwardCfg<kN>::kThreads)
   T* s_i = s_d + kTc * kCh;
   T* s_b = s_i + kTc * kCh;
   T* s_c = s_b + kTc * kN;
-  T* s_red = s_c + kTc * kN;
+  // The dBm, dCm sums of warp w at step j: red(w, j)[kind * kN + n], kind 0 = dBm, 1 = dCm.
+  auto red = [&](int w, int j) { return s_state + (j * kThreads + w * 32) * kS; };
 
   ScanBackwardProblem<T> p = batch.p[0];
 #pragma unroll
@@ -530,16 +583,15 @@ __global__ void __launch_bounds__(BackwardCfg<kN>::kThreads)
 
       int off = 0;
       reduce_scatter<T, kV, kV, kLanes>(v, lane, off);
+      __syncwarp();           // the warp has read its states and this step's tile entries
       if (lane < kWriters) {  // together they hold each (kind, n) sum exactly once
-        T* red = s_red + (warp * kTc + j) * 2 * kN;
+        T* sums = red(warp, j);
 #pragma unroll
         for (int i = 0; i < kKept; ++i) {
           const int q = off + i;  // q < kS: dBm term of state n0 + q; else dCm of n0 + q - kS
-          red[(q / kS) * kN + n0 + q % kS] = v[i];
+          sums[(q / kS) * kN + n0 + q % kS] = v[i];
         }
       }
-
-      __syncwarp();  // every lane of the channel has read this step's tile entries
       if (slice == 0) {
         const T dxe = dx * de;
         s_g[at] = g * d_e + dxe;  // du
@@ -559,9 +611,9 @@ __global__ void __launch_bounds__(BackwardCfg<kN>::kThreads)
     for (int i = tid; i < len * 2 * kN; i += kThreads) {
       const int j = i / (2 * kN), which = (i / kN) % 2, n = i % kN;
       if (n < N) {
-        T sum = s_red[i];
+        T sum = red(0, j)[which * kN + n];
 #pragma unroll
-        for (int w = 1; w < kThreads / 32; ++w) sum += s_red[w * kTc * 2 * kN + i];
+        for (int w = 1; w < kThreads / 32; ++w) sum += red(w, j)[which * kN + n];
         T* dst = which == 0 ? p.dBm : p.dCm;
         atomicAdd(&dst[(b * L + time_of(s0 + j, L, rev)) * N + n], sum);
       }

@@ -8,13 +8,15 @@
 // Layouts (contiguous, device memory): u, delta, inject, y [B, L, E]; A [E, N];
 // Bm, Cm [B, L, N]; D [E]. N (the state size) may be anything up to kScanMaxState.
 //
-// Forward and backward are one kernel each, parallel over batch x channel; a channel's
-// N states live in the registers of N/4 neighbouring threads and the sequence is walked
-// in chunks staged through shared memory. The backward kernel first runs the recurrence
-// forward once to store the state at every chunk boundary (the workspace), then walks the
-// chunks in reverse scan order: it recomputes one chunk's states into shared memory and
-// runs the adjoint recurrence over them. dA, dBm, dCm and dD are sums over threads, added
-// with atomics, so float results may differ between runs in the last bits.
+// Forward and backward are one kernel each, parallel over batch x channel; a channel's N
+// states live in registers (forward: one thread per channel up to N = 16; backward: 4
+// states per thread) and the sequence is walked in chunks staged through shared memory.
+// The backward kernel first runs the recurrence forward once to store the state at every
+// chunk boundary (the workspace, about N/16 times the size of u), then walks the chunks
+// in reverse scan order: it recomputes one chunk's states into shared memory and runs the
+// adjoint recurrence over them. dA, dBm, dCm and dD are sums over threads, added with
+// atomics, so float results may differ between runs in the last bits. Float32 keeps its
+// state in float and computes exp(delta A) with the hardware's exp2 (about 2 ulp).
 //
 // Several independent problems (the two directions of a bidirectional scan, each with its
 // own pointers, dims and reverse flag) can run in one launch through the *_multi entries.
