@@ -1,7 +1,8 @@
 // The NCCL communicator on one GPU (a communicator of size 1, run under mpirun -np 1):
 // every collective goes through NCCL on its own stream and back, CPU tensors go to MPI,
 // and the gradient reducer's whole path (buckets launched from backward's hooks, the
-// optimiser's stream waiting on their events) gives the gradients of a plain backward.
+// optimiser's stream waiting on their events) gives the gradients of a plain backward
+// (to the last bits, which the kernels' atomic sums leave free).
 // Skipped without a GPU (ctest label gpu).
 #include <gtest/gtest.h>
 #include <mpi.h>
@@ -125,10 +126,13 @@ TEST(NcclCommunicator, ReducerPathGivesThePlainGradientsAndTrains) {
     loss_of(*dp_model).backward();
     reducer.finish();
     EXPECT_GT(reducer.launched_during_backward(), 0);  // buckets started from the hooks
-    // Avg over one rank is the identity, bit for bit.
-    EXPECT_EQ(rel_error(dp->flat_grads(), plain->flat_grads()), 0.0) << "step " << step;
+    // Avg over one rank is the identity. The two backward passes themselves may differ in
+    // the last bits: the scan, embedding and scatter kernels sum with atomics, in an order
+    // that varies between runs. A reducer that dropped, doubled or raced a bucket would be
+    // off by far more than this.
+    EXPECT_LT(rel_error(dp->flat_grads(), plain->flat_grads()), 1e-6) << "step " << step;
     opt_plain.step(1e-3);
     opt_dp.step(1e-3);
   }
-  EXPECT_EQ(rel_error(dp->flat_params(), plain->flat_params()), 0.0);
+  EXPECT_LT(rel_error(dp->flat_params(), plain->flat_params()), 1e-6);
 }

@@ -13,14 +13,6 @@
 
 namespace im::layers {
 
-namespace {
-// A typed pointer to a GPU tensor's first element (data<T>() is for host memory only).
-template <typename T>
-T* device_ptr(const Tensor& t) {
-  return static_cast<T*>(t.data_ptr());
-}
-}  // namespace
-
 #if IM_WITH_CUDA
 namespace {
 
@@ -48,8 +40,7 @@ std::vector<int64_t> concept_buckets_cuda(const Tensor& centers, const Tensor& b
   const int64_t K = c.size(0), H = phi.size(0), dc = c.size(1);
   const Tensor out = Tensor::empty({K}, DType::Int64, c.device());
   dispatch_float(dt, "concept_buckets", [&]<typename T>() {
-    kernels::cuda::concept_buckets<T>(device_ptr<T>(c), device_ptr<T>(phi),
-                                      device_ptr<int64_t>(out), K, H, dc);
+    kernels::cuda::concept_buckets<T>(c.data<T>(), phi.data<T>(), out.data<int64_t>(), K, H, dc);
   });
   return out.to_vector<int64_t>();
 }
@@ -67,8 +58,8 @@ Tensor bucket_mask_cuda(const Tensor& hash_probs, const std::vector<int64_t>& bu
              k, " is out of range for ", H, " buckets");
   const Tensor b = Tensor::from_vector<int64_t>(buckets, {K}).to(p.device());
   dispatch_float(dt, "bucket_mask", [&]<typename T>() {
-    kernels::cuda::bucket_mask<T>(device_ptr<T>(p), device_ptr<int64_t>(b),
-                                  device_ptr<uint8_t>(mask), B * L, H, K, top_r);
+    kernels::cuda::bucket_mask<T>(p.data<T>(), b.data<int64_t>(), mask.data<uint8_t>(), B * L, H, K,
+                                  top_r);
   });
   return mask;
 }
@@ -81,8 +72,7 @@ Tensor budget_mask_cuda(const Tensor& masked_logits, int64_t k_min, int64_t k_ma
   // The CPU code's log(K), computed on the host as it does.
   const double log_k = K > 1 ? std::log(static_cast<double>(K)) : 1.0;
   dispatch_float(dt, "budget_mask", [&]<typename T>() {
-    kernels::cuda::budget_mask<T>(device_ptr<T>(s), device_ptr<uint8_t>(mask), rows, K, k_min,
-                                  k_max, log_k);
+    kernels::cuda::budget_mask<T>(s.data<T>(), mask.data<uint8_t>(), rows, K, k_min, k_max, log_k);
   });
   return mask;
 }

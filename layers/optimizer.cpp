@@ -14,17 +14,6 @@
 
 namespace im::layers {
 
-namespace {
-
-// A typed pointer to a tensor's first element on either device (data<T>() is for host
-// memory only); the dtype was checked before.
-template <typename T>
-T* typed(const Tensor& t) {
-  return static_cast<T*>(t.data_ptr());
-}
-
-}  // namespace
-
 AdamW::AdamW(ParameterStore& store, const OptimConfig& cfg)
     : store_(store),
       cfg_(cfg),
@@ -60,8 +49,8 @@ void AdamW::step(double lr) {
       return;
     }
 #if IM_WITH_CUDA
-    kernels::cuda::adamw<T>(typed<T>(p), typed<T>(g), typed<T>(exp_avg_), typed<T>(exp_avg_sq_),
-                            typed<T>(mask), p.numel(), s);
+    kernels::cuda::adamw<T>(p.data<T>(), g.data<T>(), exp_avg_.data<T>(), exp_avg_sq_.data<T>(),
+                            mask.data<T>(), p.numel(), s);
 #endif
   });
 }
@@ -83,9 +72,9 @@ double clip_grad_norm(ParameterStore& store, double max_norm) {
         {static_cast<int64_t>(kernels::cuda::sum_of_squares_workspace_bytes(g.numel()))},
         DType::UInt8, g.device());
     const double norm =
-        std::sqrt(kernels::cuda::sum_of_squares<T>(typed<T>(g), g.numel(), ws.data_ptr()));
+        std::sqrt(kernels::cuda::sum_of_squares<T>(g.data<T>(), g.numel(), ws.data_ptr()));
     if (max_norm > 0 && norm > max_norm)
-      kernels::cuda::scale<T>(typed<T>(g), static_cast<T>(max_norm / (norm + 1e-6)), g.numel());
+      kernels::cuda::scale<T>(g.data<T>(), static_cast<T>(max_norm / (norm + 1e-6)), g.numel());
     return norm;
 #else
     throw Error("clip_grad_norm: " + g.describe() + ": " + cuda_unavailable_reason());

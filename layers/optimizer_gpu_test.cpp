@@ -15,6 +15,7 @@
 using im::Device;
 using im::DType;
 using im::Tensor;
+using im::testing::float_tolerance;
 using im::testing::rel_error;
 using namespace im::layers;
 
@@ -31,10 +32,6 @@ class Params : public Module {
     register_parameter("s", im::randn({1}, gen, dtype));
   }
 };
-
-double tolerance(DType dt) {
-  return dt == DType::Float32 ? 1e-5 : 1e-10;
-}
 
 }  // namespace
 
@@ -62,14 +59,14 @@ TEST(AdamWGpu, StepsAndClippingMatchCpu) {
       const double nc = clip_grad_norm(cpu, max_norm);
       const double ng = clip_grad_norm(gpu, max_norm);
       EXPECT_NEAR(ng, nc, 1e-12 * nc) << what << " step " << step;
-      EXPECT_LT(rel_error(gpu.flat_grads(), cpu.flat_grads()), tolerance(dt))
+      EXPECT_LT(rel_error(gpu.flat_grads(), cpu.flat_grads()), float_tolerance(dt))
           << what << " clipped gradients, step " << step;
       const double lr = 1e-2 / (step + 1);
       cpu_opt.step(lr);
       gpu_opt.step(lr);
     }
     EXPECT_EQ(gpu_opt.steps_taken(), 5);
-    const double tol = tolerance(dt);
+    const double tol = float_tolerance(dt);
     EXPECT_LT(rel_error(gpu.flat_params(), cpu.flat_params()), tol) << what << " params";
     EXPECT_LT(rel_error(gpu_opt.exp_avg(), cpu_opt.exp_avg()), tol) << what << " exp_avg";
     EXPECT_LT(rel_error(gpu_opt.exp_avg_sq(), cpu_opt.exp_avg_sq()), tol) << what << " exp_avg_sq";

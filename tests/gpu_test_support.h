@@ -5,8 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
+#include <functional>
+#include <string>
 
 #include "core/device.h"
+#include "core/ops.h"
+#include "core/rng.h"
 #include "core/tensor.h"
 
 // Skips the test (ctest reports it as skipped) on a machine without a usable GPU.
@@ -36,6 +41,45 @@ inline double rel_error(const Tensor& gpu, const Tensor& cpu) {
 // A CPU tensor's copy on the first GPU.
 inline Tensor on_gpu(const Tensor& t) {
   return t.to(Device::cuda());
+}
+
+// The bound every CUDA kernel is held to against its CPU kernel (relative L2 error).
+inline double float_tolerance(DType dt) {
+  return dt == DType::Float32 ? 1e-5 : 1e-10;
+}
+
+// A leaf with its own storage holding `values` on `device` (undefined stays undefined).
+inline Tensor leaf_on(const Tensor& values, Device device) {
+  if (!values.defined()) return Tensor();
+  Tensor t = values.detach().to(device).contiguous();
+  if (t.shares_storage_with(values)) t = t.clone();  // grads must not alias the input
+  t.set_requires_grad(true);
+  return t;
+}
+
+using ErrorFn = double (*)(const Tensor&, const Tensor&);
+
+// Runs `op` on a CPU leaf and a GPU leaf holding `values`, compares the outputs, then
+// backpropagates the same random upstream gradient w (drawn from `w_seed`) through both
+// and compares the input gradients, each within float_tolerance.
+inline void expect_op_matches_cpu(const std::function<Tensor(const Tensor&)>& op,
+                                  const Tensor& values, const std::string& what, uint64_t w_seed,
+                                  ErrorFn error = &rel_error) {
+  const double tol = float_tolerance(values.dtype());
+  const Tensor xc = leaf_on(values, Device::cpu()), xg = leaf_on(values, Device::cuda());
+  const Tensor yc = op(xc), yg = op(xg);
+  ASSERT_TRUE(yg.device().is_cuda()) << what;
+  ASSERT_EQ(yg.shape(), yc.shape()) << what;
+  EXPECT_LT(error(yg.detach(), yc.detach()), tol) << what << " forward";
+  Generator wgen(w_seed);
+  const Tensor w = randn(yc.shape(), wgen, yc.dtype());
+  // Backward from y with upstream w: d(sum(y * w))/dy = w whatever y holds (inf, NaN).
+  yc.backward(w);
+  yg.backward(w.to(Device::cuda()));
+  ASSERT_TRUE(xc.grad().defined()) << what;
+  ASSERT_TRUE(xg.grad().defined()) << what;
+  EXPECT_TRUE(xg.grad().device().is_cuda()) << what;
+  EXPECT_LT(error(xg.grad(), xc.grad()), tol) << what << " backward";
 }
 
 }  // namespace im::testing

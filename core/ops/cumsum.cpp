@@ -28,13 +28,6 @@ ScanShape scan_shape(const Shape& shape, int64_t dim) {
   return s;
 }
 
-// A typed pointer to a tensor's first element on either device (data<T>() is for host
-// memory only); the dtype was checked by dispatch_float.
-template <typename T>
-T* typed(const Tensor& t) {
-  return static_cast<T*>(t.data_ptr());
-}
-
 Tensor cumsum_kernel(const Tensor& x, const ScanShape& s, bool reverse) {
   const Tensor xc = x.detach().contiguous();
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
@@ -48,7 +41,7 @@ Tensor cumsum_kernel(const Tensor& x, const ScanShape& s, bool reverse) {
     const Tensor ws = bytes > 0
                           ? Tensor::empty({static_cast<int64_t>(bytes)}, DType::UInt8, x.device())
                           : Tensor();
-    kernels::cuda::cumsum<T>(typed<T>(xc), typed<T>(out), s.outer, s.n, s.inner, reverse,
+    kernels::cuda::cumsum<T>(xc.data<T>(), out.data<T>(), s.outer, s.n, s.inner, reverse,
                              ws.defined() ? ws.data_ptr() : nullptr);
 #endif
   });

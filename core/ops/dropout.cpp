@@ -23,13 +23,6 @@ void check_args(const Tensor& x, double p, const char* op) {
            ": expected a float32 or float64 tensor, got ", x.describe());
 }
 
-// A typed pointer to a tensor's first element on either device (data<T>() is for host
-// memory only); the dtype was checked by dispatch_float.
-template <typename T>
-T* typed(const Tensor& t) {
-  return static_cast<T*>(t.data_ptr());
-}
-
 Tensor masked_scale(const Tensor& x, const Tensor& mask, int64_t group, double scale,
                     const char* op) {
   const Tensor xc = x.contiguous();
@@ -43,8 +36,8 @@ Tensor masked_scale(const Tensor& x, const Tensor& mask, int64_t group, double s
       return;
     }
 #if IM_WITH_CUDA
-    kernels::cuda::masked_scale<T>(typed<T>(xc), typed<uint8_t>(mask), group, static_cast<T>(scale),
-                                   typed<T>(out), out.numel());
+    kernels::cuda::masked_scale<T>(xc.data<T>(), mask.data<uint8_t>(), group, static_cast<T>(scale),
+                                   out.data<T>(), out.numel());
 #endif
   });
   return out;

@@ -166,9 +166,10 @@ Tensor div(const Tensor& a, const Tensor& b) {
 }
 
 namespace {
+// Filled in place on t's device (a GPU fill kernel takes the value as an argument), so a
+// scalar operand costs no host-to-device copy.
 Tensor scalar_like(double v, const Tensor& t) {
-  Tensor s = Tensor::scalar(v, t.dtype());
-  return t.device().is_cpu() ? s : s.to(t.device());
+  return Tensor::full({}, v, t.dtype(), t.device());
 }
 }  // namespace
 

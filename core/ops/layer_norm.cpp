@@ -23,16 +23,9 @@ void check_param(const Tensor& p, const Tensor& x, int64_t d, const char* arg) {
   detail::check_same_dtype_device(x, p, "layer_norm");
 }
 
-// A typed pointer to a tensor's first element on either device (data<T>() is for host
-// memory only); the dtype was checked by dispatch_float.
-template <typename T>
-T* typed(const Tensor& t) {
-  return static_cast<T*>(t.data_ptr());
-}
-
 template <typename T>
 const T* ptr_or_null(const Tensor& t) {
-  return t.defined() ? typed<T>(t) : nullptr;
+  return t.defined() ? t.data<T>() : nullptr;
 }
 
 }  // namespace
@@ -61,8 +54,8 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
       return;
     }
 #if IM_WITH_CUDA
-    kernels::cuda::layer_norm_forward<T>(typed<T>(xc), ptr_or_null<T>(wc), ptr_or_null<T>(bc),
-                                         typed<T>(out), typed<T>(mean), typed<T>(rstd), rows, cols,
+    kernels::cuda::layer_norm_forward<T>(xc.data<T>(), ptr_or_null<T>(wc), ptr_or_null<T>(bc),
+                                         out.data<T>(), mean.data<T>(), rstd.data<T>(), rows, cols,
                                          eps);
 #endif
   });
@@ -79,9 +72,9 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
           if (needs[1]) dw = Tensor::empty(wc.shape(), xc.dtype(), xc.device());
           if (needs[2] && has_bias) db = Tensor::empty({cols}, xc.dtype(), xc.device());
           dispatch_float(xc.dtype(), "layer_norm", [&]<typename T>() {
-            T* pdx = dx.defined() ? typed<T>(dx) : nullptr;
-            T* pdw = dw.defined() ? typed<T>(dw) : nullptr;
-            T* pdb = db.defined() ? typed<T>(db) : nullptr;
+            T* pdx = dx.defined() ? dx.data<T>() : nullptr;
+            T* pdw = dw.defined() ? dw.data<T>() : nullptr;
+            T* pdb = db.defined() ? db.data<T>() : nullptr;
             if (xc.device().is_cpu()) {
               kernels::cpu::layer_norm_backward<T>(gc.data<T>(), xc.data<T>(), mean.data<T>(),
                                                    rstd.data<T>(), ptr_or_null<T>(wc), pdx, pdw,
@@ -95,7 +88,7 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
                 bytes > 0 ? Tensor::empty({static_cast<int64_t>(bytes)}, DType::UInt8, xc.device())
                           : Tensor();
             kernels::cuda::layer_norm_backward<T>(
-                typed<T>(gc), typed<T>(xc), typed<T>(mean), typed<T>(rstd), ptr_or_null<T>(wc), pdx,
+                gc.data<T>(), xc.data<T>(), mean.data<T>(), rstd.data<T>(), ptr_or_null<T>(wc), pdx,
                 pdw, pdb, rows, cols, ws.defined() ? ws.data_ptr() : nullptr);
 #endif
           });

@@ -73,13 +73,6 @@ Tensor rows_view(const Tensor& x, const ReducePlan& p) {
   return x.detach().permute(p.perm).contiguous();
 }
 
-// A typed pointer to a tensor's first element on either device (data<T>() is for host
-// memory only); the dtype was checked by dispatch_float.
-template <typename T>
-T* typed(const Tensor& t) {
-  return static_cast<T*>(t.data_ptr());
-}
-
 // Device scratch of `bytes` for a CUDA kernel (undefined when none is needed); it goes
 // back to the allocator, ordered on the stream, when the caller drops it.
 [[maybe_unused]] Tensor workspace(size_t bytes, Device device) {
@@ -112,7 +105,7 @@ Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
 #if IM_WITH_CUDA
       const Tensor ws =
           workspace(kernels::cuda::sum_cols_workspace_bytes(p.cols, p.rows), x.device());
-      kernels::cuda::sum_cols<T>(typed<T>(xc), typed<T>(out), p.cols, p.rows, ptr_or_null(ws));
+      kernels::cuda::sum_cols<T>(xc.data<T>(), out.data<T>(), p.cols, p.rows, ptr_or_null(ws));
 #endif
     });
   } else {
@@ -125,7 +118,7 @@ Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
 #if IM_WITH_CUDA
       const Tensor ws =
           workspace(kernels::cuda::row_reduce_workspace_bytes(p.rows, p.cols), x.device());
-      kernels::cuda::sum_rows<T>(typed<T>(rows), typed<T>(out), p.rows, p.cols, ptr_or_null(ws));
+      kernels::cuda::sum_rows<T>(rows.data<T>(), out.data<T>(), p.rows, p.cols, ptr_or_null(ws));
 #endif
     });
   }
@@ -167,7 +160,7 @@ Tensor max(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
 #if IM_WITH_CUDA
     const Tensor ws =
         workspace(kernels::cuda::row_reduce_workspace_bytes(p.rows, p.cols), x.device());
-    kernels::cuda::max_rows<T>(typed<T>(rows), typed<T>(out), typed<int64_t>(argmax), p.rows,
+    kernels::cuda::max_rows<T>(rows.data<T>(), out.data<T>(), argmax.data<int64_t>(), p.rows,
                                p.cols, ptr_or_null(ws));
 #endif
   });
@@ -186,7 +179,7 @@ Tensor max(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
       }
 #if IM_WITH_CUDA
       grad_rows = Tensor::empty({p.rows, p.cols}, gc.dtype(), gc.device());
-      kernels::cuda::max_rows_backward<T>(typed<T>(gc), typed<int64_t>(argmax), typed<T>(grad_rows),
+      kernels::cuda::max_rows_backward<T>(gc.data<T>(), argmax.data<int64_t>(), grad_rows.data<T>(),
                                           p.rows, p.cols);
 #endif
     });
@@ -210,7 +203,7 @@ Tensor var(const Tensor& x, const std::vector<int64_t>& dims, int64_t correction
 #if IM_WITH_CUDA
     const Tensor ws =
         workspace(kernels::cuda::row_reduce_workspace_bytes(p.rows, p.cols), x.device());
-    kernels::cuda::var_rows<T>(typed<T>(rows), typed<T>(out), typed<T>(row_mean), p.rows, p.cols,
+    kernels::cuda::var_rows<T>(rows.data<T>(), out.data<T>(), row_mean.data<T>(), p.rows, p.cols,
                                correction, ptr_or_null(ws));
 #endif
   });

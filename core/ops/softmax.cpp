@@ -15,13 +15,6 @@ namespace im {
 
 namespace {
 
-// A typed pointer to a tensor's first element on either device (data<T>() is for host
-// memory only); the dtype was checked by dispatch_float.
-template <typename T>
-T* typed(const Tensor& t) {
-  return static_cast<T*>(t.data_ptr());
-}
-
 enum class Kind { Softmax, LogSoftmax };
 
 Tensor softmax_impl(const Tensor& x, int64_t dim, Kind kind, const char* name) {
@@ -30,8 +23,8 @@ Tensor softmax_impl(const Tensor& x, int64_t dim, Kind kind, const char* name) {
   const Tensor rows = detail::to_rows(x, p);
   Tensor y_rows = Tensor::empty(rows.shape(), x.dtype(), x.device());
   dispatch_float(x.dtype(), name, [&]<typename T>() {
-    const T* px = typed<T>(rows);
-    T* py = typed<T>(y_rows);
+    const T* px = rows.data<T>();
+    T* py = y_rows.data<T>();
     if (x.device().is_cpu()) {
       if (kind == Kind::Softmax) {
         kernels::cpu::softmax_forward<T>(px, py, p.rows, p.cols);
@@ -57,9 +50,9 @@ Tensor softmax_impl(const Tensor& x, int64_t dim, Kind kind, const char* name) {
       const Tensor g_rows = detail::to_rows(g[0], p);
       Tensor dx_rows = Tensor::empty(ys.shape(), ys.dtype(), ys.device());
       dispatch_float(ys.dtype(), name, [&]<typename T>() {
-        const T* pg = typed<T>(g_rows);
-        const T* py = typed<T>(ys);
-        T* pdx = typed<T>(dx_rows);
+        const T* pg = g_rows.data<T>();
+        const T* py = ys.data<T>();
+        T* pdx = dx_rows.data<T>();
         if (ys.device().is_cpu()) {
           if (kind == Kind::Softmax) {
             kernels::cpu::softmax_backward<T>(pg, py, pdx, p.rows, p.cols);

@@ -18,6 +18,7 @@
 using im::Device;
 using im::DType;
 using im::Tensor;
+using im::testing::float_tolerance;
 using im::testing::rel_error;
 
 namespace {
@@ -26,10 +27,6 @@ namespace {
 template <typename T>
 T* ptr(const Tensor& t) {
   return static_cast<T*>(t.data_ptr());
-}
-
-double tolerance(DType dt) {
-  return dt == DType::Float32 ? 1e-5 : 1e-10;
 }
 
 template <typename T>
@@ -61,7 +58,7 @@ void adamw_matches_cpu(int64_t n) {
     im::kernels::cuda::adamw<T>(ptr<T>(pg), ptr<T>(gg), ptr<T>(mg), ptr<T>(vg), ptr<T>(maskg), n,
                                 s);
   }
-  const double tol = tolerance(dt);
+  const double tol = float_tolerance(dt);
   EXPECT_LT(rel_error(pg, p), tol) << what << " params";
   EXPECT_LT(rel_error(mg, m), tol) << what << " exp_avg";
   EXPECT_LT(rel_error(vg, v), tol) << what << " exp_avg_sq";

@@ -13,22 +13,9 @@ using im::Device;
 using im::DType;
 using im::Shape;
 using im::Tensor;
+using im::testing::float_tolerance;
+using im::testing::leaf_on;
 using im::testing::rel_error;
-
-namespace {
-
-double tolerance(DType dt) {
-  return dt == DType::Float32 ? 1e-5 : 1e-10;
-}
-
-Tensor leaf(const Tensor& values, Device device) {
-  Tensor t = values.detach().to(device).contiguous();
-  if (device.is_cpu()) t = t.clone();  // its own storage, so grads do not alias
-  t.set_requires_grad(true);
-  return t;
-}
-
-}  // namespace
 
 TEST(CudaConv, CausalDepthwiseConv1dForwardAndBackwardMatchCpu) {
   REQUIRE_GPU();
@@ -43,24 +30,24 @@ TEST(CudaConv, CausalDepthwiseConv1dForwardAndBackwardMatchCpu) {
             const Tensor w = im::randn({channels, ksize}, gen, dt);
             const Tensor b = with_bias ? im::randn({channels}, gen, dt) : Tensor();
             const Device cpu = Device::cpu(), cuda = Device::cuda();
-            const Tensor xc = leaf(x, cpu), wc = leaf(w, cpu), xg = leaf(x, cuda),
-                         wg = leaf(w, cuda);
-            const Tensor bc = with_bias ? leaf(b, cpu) : Tensor();
-            const Tensor bg = with_bias ? leaf(b, cuda) : Tensor();
+            const Tensor xc = leaf_on(x, cpu), wc = leaf_on(w, cpu), xg = leaf_on(x, cuda),
+                         wg = leaf_on(w, cuda);
+            const Tensor bc = with_bias ? leaf_on(b, cpu) : Tensor();
+            const Tensor bg = with_bias ? leaf_on(b, cuda) : Tensor();
             const Tensor yc = im::causal_depthwise_conv1d(xc, wc, bc);
             const Tensor yg = im::causal_depthwise_conv1d(xg, wg, bg);
             const std::string what = std::string(im::dtype_name(dt)) +
                                      " C=" + std::to_string(channels) +
                                      " L=" + std::to_string(len) + " K=" + std::to_string(ksize) +
                                      (with_bias ? " bias" : "");
-            EXPECT_LT(rel_error(yg, yc), tolerance(dt)) << what;
+            EXPECT_LT(rel_error(yg, yc), float_tolerance(dt)) << what;
             const Tensor g = im::randn(yc.shape(), gen, dt);
             yc.backward(g);
             yg.backward(g.to(cuda));
-            EXPECT_LT(rel_error(xg.grad(), xc.grad()), tolerance(dt)) << "dx " << what;
-            EXPECT_LT(rel_error(wg.grad(), wc.grad()), tolerance(dt)) << "dw " << what;
+            EXPECT_LT(rel_error(xg.grad(), xc.grad()), float_tolerance(dt)) << "dx " << what;
+            EXPECT_LT(rel_error(wg.grad(), wc.grad()), float_tolerance(dt)) << "dw " << what;
             if (with_bias) {
-              EXPECT_LT(rel_error(bg.grad(), bc.grad()), tolerance(dt)) << "db " << what;
+              EXPECT_LT(rel_error(bg.grad(), bc.grad()), float_tolerance(dt)) << "db " << what;
             }
           }
         }
@@ -76,7 +63,7 @@ TEST(CudaConv, CausalDepthwiseConv1dWeightGradientAloneMatchesCpu) {
   const Tensor x = im::randn({4, 301, 65}, gen, DType::Float64);
   const Tensor w = im::randn({65, 4}, gen, DType::Float64);
   const Tensor b = im::randn({65}, gen, DType::Float64);
-  const Tensor wc = leaf(w, Device::cpu()), wg = leaf(w, Device::cuda());
+  const Tensor wc = leaf_on(w, Device::cpu()), wg = leaf_on(w, Device::cuda());
   const Tensor yc = im::causal_depthwise_conv1d(x, wc, b);
   const Tensor yg = im::causal_depthwise_conv1d(x.to(Device::cuda()), wg, b.to(Device::cuda()));
   const Tensor g = im::randn(yc.shape(), gen, DType::Float64);
@@ -107,9 +94,10 @@ void check_conv2d(const Conv2dCase& c, DType dt, bool with_bias, im::Generator& 
   const Tensor w = im::randn({c.cout, c.cin, c.kh, c.kw}, gen, dt);
   const Tensor b = with_bias ? im::randn({c.cout}, gen, dt) : Tensor();
   const Device cpu = Device::cpu(), cuda = Device::cuda();
-  const Tensor xc = leaf(x, cpu), wc = leaf(w, cpu), xg = leaf(x, cuda), wg = leaf(w, cuda);
-  const Tensor bc = with_bias ? leaf(b, cpu) : Tensor();
-  const Tensor bg = with_bias ? leaf(b, cuda) : Tensor();
+  const Tensor xc = leaf_on(x, cpu), wc = leaf_on(w, cpu), xg = leaf_on(x, cuda),
+               wg = leaf_on(w, cuda);
+  const Tensor bc = with_bias ? leaf_on(b, cpu) : Tensor();
+  const Tensor bg = with_bias ? leaf_on(b, cuda) : Tensor();
   const Tensor yc = im::conv2d(xc, wc, bc, c.stride, c.padding);
   const Tensor yg = im::conv2d(xg, wg, bg, c.stride, c.padding);
   const std::string what = std::string(im::dtype_name(dt)) + " x " + im::shape_str(x.shape()) +
@@ -117,14 +105,14 @@ void check_conv2d(const Conv2dCase& c, DType dt, bool with_bias, im::Generator& 
                            std::to_string(c.stride) + " padding " + std::to_string(c.padding) +
                            (with_bias ? " bias" : "");
   ASSERT_EQ(yg.shape(), yc.shape()) << what;
-  EXPECT_LT(rel_error(yg, yc), tolerance(dt)) << what;
+  EXPECT_LT(rel_error(yg, yc), float_tolerance(dt)) << what;
   const Tensor g = im::randn(yc.shape(), gen, dt);
   yc.backward(g);
   yg.backward(g.to(cuda));
-  EXPECT_LT(rel_error(xg.grad(), xc.grad()), tolerance(dt)) << "dx " << what;
-  EXPECT_LT(rel_error(wg.grad(), wc.grad()), tolerance(dt)) << "dw " << what;
+  EXPECT_LT(rel_error(xg.grad(), xc.grad()), float_tolerance(dt)) << "dx " << what;
+  EXPECT_LT(rel_error(wg.grad(), wc.grad()), float_tolerance(dt)) << "dw " << what;
   if (with_bias) {
-    EXPECT_LT(rel_error(bg.grad(), bc.grad()), tolerance(dt)) << "db " << what;
+    EXPECT_LT(rel_error(bg.grad(), bc.grad()), float_tolerance(dt)) << "db " << what;
   }
 }
 

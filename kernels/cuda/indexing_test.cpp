@@ -19,31 +19,16 @@ using im::Device;
 using im::DType;
 using im::Shape;
 using im::Tensor;
+using im::testing::float_tolerance;
+using im::testing::leaf_on;
 using im::testing::rel_error;
 
 namespace {
 
 const double kInf = std::numeric_limits<double>::infinity();
 
-double tolerance(DType dt) {
-  return dt == DType::Float32 ? 1e-5 : 1e-10;
-}
-
 Tensor gpu(const Tensor& t) {
   return t.to(Device::cuda());
-}
-
-// A GPU leaf holding the values of the CPU leaf `x` (which requires grad).
-Tensor gpu_leaf(const Tensor& x) {
-  Tensor g = x.detach().to(Device::cuda());
-  g.set_requires_grad(true);
-  return g;
-}
-
-Tensor cpu_leaf(const Tensor& x) {
-  Tensor c = x.detach().clone();
-  c.set_requires_grad(true);
-  return c;
 }
 
 // Random integers in [lo, hi) as an index tensor of `dtype`.
@@ -87,14 +72,14 @@ TEST(CudaIndexing, EmbeddingForwardAndBackwardMatchCpu) {
           const Tensor table = im::randn({vocab, width}, gen, dt);
           // 65 ids over 37 rows: repeated ids (atomic accumulation) and the padding id.
           Tensor ids = random_index({5, 13}, 0, vocab, it, rng);
-          const Tensor tc = cpu_leaf(table), tg = gpu_leaf(table);
+          const Tensor tc = leaf_on(table, Device::cpu()), tg = leaf_on(table, Device::cuda());
           const Tensor yc = im::embedding(tc, ids, padding_idx);
           const Tensor yg = im::embedding(tg, gpu(ids), padding_idx);
           EXPECT_TRUE(same_values(yg, yc)) << width;
           const Tensor w = im::randn(yc.shape(), gen, dt);
           yc.backward(w);
           yg.backward(gpu(w));
-          EXPECT_LT(rel_error(tg.grad(), tc.grad()), tolerance(dt))
+          EXPECT_LT(rel_error(tg.grad(), tc.grad()), float_tolerance(dt))
               << im::dtype_name(dt) << " " << im::dtype_name(it) << " width " << width;
           if (padding_idx >= 0) {
             const auto row = tg.grad().to(Device::cpu()).select(0, padding_idx).to_vector<double>();
@@ -164,12 +149,12 @@ TEST(CudaIndexing, GatherForwardAndBackwardMatchCpu) {
           EXPECT_TRUE(same_values(im::gather(x_gpu, dim, gpu(index)), im::gather(x, dim, index)))
               << "dim " << dim << " transposed " << transposed;
           // Backward (a scatter-add of w, with repeated picks) through leaves.
-          const Tensor xc = cpu_leaf(x), xg = gpu_leaf(x);
+          const Tensor xc = leaf_on(x, Device::cpu()), xg = leaf_on(x, Device::cuda());
           const Tensor yc = im::gather(xc, dim, index), yg = im::gather(xg, dim, gpu(index));
           const Tensor w = im::randn(yc.shape(), gen, dt);
           yc.backward(w);
           yg.backward(gpu(w));
-          EXPECT_LT(rel_error(xg.grad(), xc.grad()), tolerance(dt))
+          EXPECT_LT(rel_error(xg.grad(), xc.grad()), float_tolerance(dt))
               << im::dtype_name(dt) << " dim " << dim;
         }
       }
@@ -206,11 +191,11 @@ TEST(CudaIndexing, ScatterAddForwardAndBackwardMatchCpu) {
           const Tensor index = random_index(ishape, 0, base.size(dim), it, rng);
           EXPECT_LT(rel_error(im::scatter_add(gpu(base), dim, gpu(index), src_gpu),
                               im::scatter_add(base, dim, index, src)),
-                    tolerance(dt))
+                    float_tolerance(dt))
               << "dim " << dim << " strided " << strided_src;
           // Backward: base gets w, src the gather of w (zero outside the index's block).
-          const Tensor bc = cpu_leaf(base), bg = gpu_leaf(base);
-          const Tensor sc = cpu_leaf(src), sg = gpu_leaf(src);
+          const Tensor bc = leaf_on(base, Device::cpu()), bg = leaf_on(base, Device::cuda());
+          const Tensor sc = leaf_on(src, Device::cpu()), sg = leaf_on(src, Device::cuda());
           const Tensor yc = im::scatter_add(bc, dim, index, sc);
           const Tensor yg = im::scatter_add(bg, dim, gpu(index), sg);
           const Tensor w = im::randn(yc.shape(), gen, dt);
@@ -238,8 +223,8 @@ TEST(CudaIndexing, WhereForwardAndBackwardMatchCpu) {
       EXPECT_TRUE(same_values(im::where(gpu(cond), gpu(a_store).transpose(0, 1), gpu(b)),
                               im::where(cond, a, b)))
           << im::shape_str(cshape);
-      const Tensor ac = cpu_leaf(a), bc = cpu_leaf(b);
-      const Tensor ag = gpu_leaf(a), bg = gpu_leaf(b);
+      const Tensor ac = leaf_on(a, Device::cpu()), bc = leaf_on(b, Device::cpu());
+      const Tensor ag = leaf_on(a, Device::cuda()), bg = leaf_on(b, Device::cuda());
       const Tensor yc = im::where(cond, ac, bc), yg = im::where(gpu(cond), ag, bg);
       EXPECT_TRUE(same_values(yg, yc));
       const Tensor w = im::randn(yc.shape(), gen, dt);
@@ -263,7 +248,7 @@ TEST(CudaIndexing, MaskedFillForwardAndBackwardMatchCpu) {
         EXPECT_TRUE(same_values(im::masked_fill(gpu(x_store).transpose(0, 1), gpu(mask), value),
                                 im::masked_fill(x, mask, value)))
             << im::shape_str(mshape) << " " << value;
-        const Tensor xc = cpu_leaf(x), xg = gpu_leaf(x);
+        const Tensor xc = leaf_on(x, Device::cpu()), xg = leaf_on(x, Device::cuda());
         const Tensor yc = im::masked_fill(xc, mask, value);
         const Tensor yg = im::masked_fill(xg, gpu(mask), value);
         EXPECT_TRUE(same_values(yg, yc));
@@ -324,7 +309,7 @@ TEST(CudaIndexing, TopkBackwardMatchesCpu) {
   for (DType dt : {DType::Float32, DType::Float64}) {
     for (int64_t dim : {0, 1}) {
       const Tensor x = im::randn({37, 65}, gen, dt);
-      const Tensor xc = cpu_leaf(x), xg = gpu_leaf(x);
+      const Tensor xc = leaf_on(x, Device::cpu()), xg = leaf_on(x, Device::cuda());
       const im::TopK c = im::topk(xc, 5, dim), g = im::topk(xg, 5, dim);
       const Tensor w = im::randn(c.values.shape(), gen, dt);
       c.values.backward(w);

@@ -15,35 +15,21 @@
 using im::Device;
 using im::DType;
 using im::Tensor;
+using im::testing::float_tolerance;
+using im::testing::leaf_on;
 using im::testing::rel_error;
 
 namespace {
-
-double tolerance(DType dt) {
-  return dt == DType::Float32 ? 1e-5 : 1e-10;
-}
-
-Tensor gpu_leaf(const Tensor& t) {
-  if (!t.defined()) return Tensor();
-  Tensor g = t.detach().to(Device::cuda());
-  g.set_requires_grad(true);
-  return g;
-}
-
-Tensor cpu_leaf(const Tensor& t) {
-  if (!t.defined()) return Tensor();
-  Tensor c = t.detach().clone();
-  c.set_requires_grad(true);
-  return c;
-}
 
 // layer_norm on both devices from the same x, weight, bias (either may be undefined);
 // outputs and all three gradients of sum(y * w) compared.
 void expect_matches_cpu(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps,
                         const std::string& what) {
-  const double tol = tolerance(x.dtype());
-  Tensor xc = cpu_leaf(x), wc = cpu_leaf(weight), bc = cpu_leaf(bias);
-  Tensor xg = gpu_leaf(x), wg = gpu_leaf(weight), bg = gpu_leaf(bias);
+  const double tol = float_tolerance(x.dtype());
+  Tensor xc = leaf_on(x, Device::cpu()), wc = leaf_on(weight, Device::cpu()),
+         bc = leaf_on(bias, Device::cpu());
+  Tensor xg = leaf_on(x, Device::cuda()), wg = leaf_on(weight, Device::cuda()),
+         bg = leaf_on(bias, Device::cuda());
   const Tensor yc = im::layer_norm(xc, wc, bc, eps);
   const Tensor yg = im::layer_norm(xg, wg, bg, eps);
   ASSERT_TRUE(yg.device().is_cuda()) << what;
@@ -110,7 +96,7 @@ TEST(CudaLayerNorm, NonContiguousInputMatchesCpu) {
     const Tensor x = im::randn({40, 6, 33}, gen, dt);
     const Tensor weight = im::randn({6}, gen, dt);
     const Tensor bias = im::randn({6}, gen, dt);
-    const double tol = tolerance(dt);
+    const double tol = float_tolerance(dt);
     Tensor xc = x.clone(), xg = x.to(Device::cuda());
     xc.set_requires_grad(true);
     xg.set_requires_grad(true);

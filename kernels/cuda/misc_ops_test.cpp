@@ -20,35 +20,11 @@
 using im::Device;
 using im::DType;
 using im::Tensor;
+using im::testing::expect_op_matches_cpu;
+using im::testing::float_tolerance;
 using im::testing::rel_error;
 
 namespace {
-
-double tolerance(DType dt) {
-  return dt == DType::Float32 ? 1e-5 : 1e-10;
-}
-
-using Op = std::function<Tensor(const Tensor&)>;
-
-// op on a CPU leaf and a GPU leaf with the same values; outputs compared, then the
-// gradients of sum(op(x) * w) for one random w.
-void expect_matches_cpu(const Op& op, const Tensor& values, const std::string& what) {
-  const double tol = tolerance(values.dtype());
-  Tensor xc = values.detach().clone();
-  xc.set_requires_grad(true);
-  Tensor xg = values.detach().to(Device::cuda());
-  xg.set_requires_grad(true);
-  const Tensor yc = op(xc), yg = op(xg);
-  ASSERT_TRUE(yg.device().is_cuda()) << what;
-  ASSERT_EQ(yg.shape(), yc.shape()) << what;
-  EXPECT_LT(rel_error(yg.detach(), yc.detach()), tol) << what << " forward";
-  im::Generator wgen(999);
-  const Tensor w = im::randn(yc.shape(), wgen, yc.dtype());
-  im::sum(im::mul(yc, w)).backward();
-  im::sum(im::mul(yg, w.to(Device::cuda()))).backward();
-  ASSERT_TRUE(xg.grad().defined()) << what;
-  EXPECT_LT(rel_error(xg.grad(), xc.grad()), tol) << what << " backward";
-}
 
 std::string label(const im::Shape& shape, int64_t dim, DType dt) {
   return im::shape_str(shape) + " dim " + std::to_string(dim) + " " + im::dtype_name(dt);
@@ -80,14 +56,14 @@ TEST(CudaCumsum, MatchesCpuAlongEveryDim) {
   for (DType dt : {DType::Float32, DType::Float64}) {
     for (const auto& [shape, dim] : cases) {
       const Tensor x = im::randn(shape, gen, dt);
-      expect_matches_cpu([dim](const Tensor& t) { return im::cumsum(t, dim); }, x,
-                         "cumsum " + label(shape, dim, dt));
+      expect_op_matches_cpu([dim](const Tensor& t) { return im::cumsum(t, dim); }, x,
+                            "cumsum " + label(shape, dim, dt), 999);
     }
     // A 0-d tensor scans as one element; a non-contiguous input.
-    expect_matches_cpu([](const Tensor& t) { return im::cumsum(t, 0); }, im::randn({}, gen, dt),
-                       "cumsum 0-d");
-    expect_matches_cpu([](const Tensor& t) { return im::cumsum(t.transpose(0, 1), 1); },
-                       im::randn({40, 9}, gen, dt), "cumsum of a transposed view");
+    expect_op_matches_cpu([](const Tensor& t) { return im::cumsum(t, 0); }, im::randn({}, gen, dt),
+                          "cumsum 0-d", 999);
+    expect_op_matches_cpu([](const Tensor& t) { return im::cumsum(t.transpose(0, 1), 1); },
+                          im::randn({40, 9}, gen, dt), "cumsum of a transposed view", 999);
   }
 }
 
@@ -103,13 +79,13 @@ TEST(CudaFlip, MatchesCpuExactly) {
       const Tensor yg = im::flip(x.to(Device::cuda()), dim);
       EXPECT_EQ(yg.to(Device::cpu()).to_vector<double>(), im::flip(x, dim).to_vector<double>())
           << "flip " << label(shape, dim, dt);
-      expect_matches_cpu([dim](const Tensor& t) { return im::flip(t, dim); }, x,
-                         "flip " + label(shape, dim, dt));
+      expect_op_matches_cpu([dim](const Tensor& t) { return im::flip(t, dim); }, x,
+                            "flip " + label(shape, dim, dt), 999);
     }
     // Flip of a non-contiguous view (negative strides over a transposed layout).
     const Tensor m = im::randn({9, 13}, gen, dt);
-    expect_matches_cpu([](const Tensor& t) { return im::flip(t.transpose(0, 1), 1); }, m,
-                       "flip of a transposed view");
+    expect_op_matches_cpu([](const Tensor& t) { return im::flip(t.transpose(0, 1), 1); }, m,
+                          "flip of a transposed view", 999);
   }
 }
 
@@ -117,7 +93,7 @@ TEST(CudaJoin, ConcatStackAndSplitMatchCpu) {
   REQUIRE_GPU();
   im::Generator gen(403);
   for (DType dt : {DType::Float32, DType::Float64}) {
-    const double tol = tolerance(dt);
+    const double tol = float_tolerance(dt);
     for (int64_t dim : {0, 1, 2, -1}) {
       // Three inputs that differ in `dim` only (one of them empty there).
       std::vector<Tensor> cpu, gpu;
@@ -147,7 +123,7 @@ TEST(CudaJoin, ConcatStackAndSplitMatchCpu) {
 
     // split into parts (one empty) and stack of equal shapes, with gradients.
     const Tensor x = im::randn({5, 11, 3}, gen, dt);
-    expect_matches_cpu(
+    expect_op_matches_cpu(
         [](const Tensor& t) {
           const std::vector<Tensor> parts = im::split(t, {2, 0, 4, 5}, 1);
           EXPECT_EQ(parts.size(), 4u);
@@ -155,13 +131,13 @@ TEST(CudaJoin, ConcatStackAndSplitMatchCpu) {
           // Reassemble with the parts weighted differently, so each part's gradient differs.
           return im::concat({im::mul(parts[3], 2.0), parts[0], im::mul(parts[2], -3.0)}, 1);
         },
-        x, std::string("split ") + im::dtype_name(dt));
+        x, std::string("split ") + im::dtype_name(dt), 999);
     for (int64_t dim : {0, 1, 3, -1}) {
-      expect_matches_cpu(
+      expect_op_matches_cpu(
           [dim](const Tensor& t) {
             return im::stack({t, im::mul(t, 0.5), im::exp(t)}, dim);
           },
-          x, "stack dim " + std::to_string(dim) + " " + im::dtype_name(dt));
+          x, "stack dim " + std::to_string(dim) + " " + im::dtype_name(dt), 999);
     }
   }
 }

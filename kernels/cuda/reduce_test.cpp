@@ -18,38 +18,11 @@
 using im::Device;
 using im::DType;
 using im::Tensor;
+using im::testing::expect_op_matches_cpu;
+using im::testing::float_tolerance;
 using im::testing::rel_error;
 
 namespace {
-
-double tolerance(DType dt) {
-  return dt == DType::Float32 ? 1e-5 : 1e-10;
-}
-
-using Op = std::function<Tensor(const Tensor&)>;
-
-// Runs `op` on a CPU leaf and a GPU leaf holding the same values, compares the outputs,
-// then backpropagates sum(op(x) * w) for one random w on both and compares x's gradients.
-void expect_matches_cpu(const Op& op, const Tensor& values, const std::string& what) {
-  const double tol = tolerance(values.dtype());
-  Tensor xc = values.detach().clone();
-  xc.set_requires_grad(true);
-  Tensor xg = values.detach().to(Device::cuda());
-  xg.set_requires_grad(true);
-  const Tensor yc = op(xc), yg = op(xg);
-  ASSERT_TRUE(yg.device().is_cuda()) << what;
-  ASSERT_EQ(yg.shape(), yc.shape()) << what;
-  EXPECT_LT(rel_error(yg.detach(), yc.detach()), tol) << what << " forward";
-
-  im::Generator wgen(4321);
-  const Tensor w = im::randn(yc.shape(), wgen, yc.dtype());
-  im::sum(im::mul(yc, w)).backward();
-  im::sum(im::mul(yg, w.to(Device::cuda()))).backward();
-  ASSERT_TRUE(xc.grad().defined()) << what;
-  ASSERT_TRUE(xg.grad().defined()) << what;
-  EXPECT_TRUE(xg.grad().device().is_cuda()) << what;
-  EXPECT_LT(rel_error(xg.grad(), xc.grad()), tol) << what << " backward";
-}
 
 struct Case {
   im::Shape shape;
@@ -92,10 +65,10 @@ TEST(CudaReduce, SumAndMeanMatchCpu) {
       const std::string what = im::shape_str(c.shape) + " dims " + im::shape_str(c.dims) +
                                (c.keepdim ? " keepdim " : " ") + im::dtype_name(dt);
       const Tensor x = im::randn(c.shape, gen, dt);
-      expect_matches_cpu([&](const Tensor& t) { return im::sum(t, c.dims, c.keepdim); }, x,
-                         "sum " + what);
-      expect_matches_cpu([&](const Tensor& t) { return im::mean(t, c.dims, c.keepdim); }, x,
-                         "mean " + what);
+      expect_op_matches_cpu([&](const Tensor& t) { return im::sum(t, c.dims, c.keepdim); }, x,
+                            "sum " + what, 4321);
+      expect_op_matches_cpu([&](const Tensor& t) { return im::mean(t, c.dims, c.keepdim); }, x,
+                            "mean " + what, 4321);
     }
   }
 }
@@ -105,10 +78,10 @@ TEST(CudaReduce, SumOfNonContiguousInputMatchesCpu) {
   im::Generator gen(102);
   for (DType dt : {DType::Float32, DType::Float64}) {
     const Tensor x = im::randn({33, 257}, gen, dt);
-    expect_matches_cpu([](const Tensor& t) { return im::sum(t.transpose(0, 1), {1}); }, x,
-                       "sum of a transposed view");
-    expect_matches_cpu([](const Tensor& t) { return im::sum(t.transpose(0, 1), {0}); }, x,
-                       "column sum of a transposed view");
+    expect_op_matches_cpu([](const Tensor& t) { return im::sum(t.transpose(0, 1), {1}); }, x,
+                          "sum of a transposed view", 4321);
+    expect_op_matches_cpu([](const Tensor& t) { return im::sum(t.transpose(0, 1), {0}); }, x,
+                          "column sum of a transposed view", 4321);
   }
 }
 
@@ -120,8 +93,8 @@ TEST(CudaReduce, MaxMatchesCpu) {
       const std::string what = im::shape_str(c.shape) + " dims " + im::shape_str(c.dims) +
                                (c.keepdim ? " keepdim " : " ") + im::dtype_name(dt);
       const Tensor x = im::randn(c.shape, gen, dt);
-      expect_matches_cpu([&](const Tensor& t) { return im::max(t, c.dims, c.keepdim); }, x,
-                         "max " + what);
+      expect_op_matches_cpu([&](const Tensor& t) { return im::max(t, c.dims, c.keepdim); }, x,
+                            "max " + what, 4321);
     }
   }
 }
@@ -147,9 +120,9 @@ TEST(CudaReduce, VarMatchesCpu) {
         const std::string what = im::shape_str(c.shape) + " dims " + im::shape_str(c.dims) +
                                  " correction " + std::to_string(correction) +
                                  (c.keepdim ? " keepdim " : " ") + im::dtype_name(dt);
-        expect_matches_cpu(
+        expect_op_matches_cpu(
             [&](const Tensor& t) { return im::var(t, c.dims, correction, c.keepdim); }, x,
-            "var " + what);
+            "var " + what, 4321);
       }
     }
   }

@@ -699,6 +699,23 @@ void launch_grouped(const std::vector<P>& problems, const char* what, Launch&& l
   }
 }
 
+// Calls f.template operator()<N>() for a state bucket (N rounded up to 4, 8, 16, 32, 64).
+template <typename F>
+void with_state_bucket(int bucket, F&& f) {
+  switch (bucket) {
+    case 4:
+      return f.template operator()<4>();
+    case 8:
+      return f.template operator()<8>();
+    case 16:
+      return f.template operator()<16>();
+    case 32:
+      return f.template operator()<32>();
+    default:
+      return f.template operator()<64>();
+  }
+}
+
 template <typename T>
 void memset_zero(T* ptr, int64_t elems, const char* what) {
   if (elems > 0) check(cudaMemsetAsync(ptr, 0, sizeof(T) * size_t(elems), stream()), what);
@@ -720,18 +737,7 @@ void selective_scan_multi(const ScanProblem<T>* problems, int count) {
     if (has_work(problems[i].dims)) work.push_back(problems[i]);
   }
   launch_grouped<ForwardBatch<T>>(work, kWhat, [](int bucket, const ForwardBatch<T>& batch, int n) {
-    switch (bucket) {
-      case 4:
-        return launch_forward<T, 4>(batch, n);
-      case 8:
-        return launch_forward<T, 8>(batch, n);
-      case 16:
-        return launch_forward<T, 16>(batch, n);
-      case 32:
-        return launch_forward<T, 32>(batch, n);
-      default:
-        return launch_forward<T, 64>(batch, n);
-    }
+    with_state_bucket(bucket, [&]<int N>() { launch_forward<T, N>(batch, n); });
   });
 }
 
@@ -755,21 +761,10 @@ void selective_scan_backward_multi(const ScanBackwardProblem<T>* problems, int c
                                " elements is null");
     work.push_back(p);
   }
-  launch_grouped<BackwardBatch<T>>(work, kWhat,
-                                   [](int bucket, const BackwardBatch<T>& batch, int n) {
-                                     switch (bucket) {
-                                       case 4:
-                                         return launch_backward<T, 4>(batch, n);
-                                       case 8:
-                                         return launch_backward<T, 8>(batch, n);
-                                       case 16:
-                                         return launch_backward<T, 16>(batch, n);
-                                       case 32:
-                                         return launch_backward<T, 32>(batch, n);
-                                       default:
-                                         return launch_backward<T, 64>(batch, n);
-                                     }
-                                   });
+  launch_grouped<BackwardBatch<T>>(
+      work, kWhat, [](int bucket, const BackwardBatch<T>& batch, int n) {
+        with_state_bucket(bucket, [&]<int N>() { launch_backward<T, N>(batch, n); });
+      });
 }
 
 template <typename T>

@@ -23,6 +23,7 @@ namespace {
 
 namespace cpu = im::kernels::cpu;
 namespace gpu = im::kernels::cuda;
+using im::testing::float_tolerance;
 using im::testing::rel_error;
 
 struct Case {
@@ -167,10 +168,6 @@ Outputs run_gpu(const Inputs& in, const cpu::ScanDims& d, bool inject, bool want
   return o;
 }
 
-double tolerance(DType dt) {
-  return dt == DType::Float32 ? 1e-5 : 1e-10;
-}
-
 // The largest relative error seen so far (with what it was), printed by the tests so a
 // run shows the margin under the tolerance.
 struct Worst {
@@ -214,7 +211,7 @@ void check_case(const Case& c, DType dt, uint64_t seed) {
       const bool want_dinject = inject != reverse;
       const cpu::ScanDims d = dims_of(c, reverse);
       expect_match(run_gpu<T>(in, d, inject, want_dinject), run_cpu<T>(in, d, inject, want_dinject),
-                   tolerance(dt), describe(c, dt, reverse, inject));
+                   float_tolerance(dt), describe(c, dt, reverse, inject));
     }
   }
 }
@@ -265,8 +262,8 @@ void check_multi(DType dt, const Case& c0, const Case& c1) {
   const gpu::ScanBackwardProblem<T> bwd[] = {backward_problem<T>(g0, o0, ws0, d0, true),
                                              backward_problem<T>(g1, o1, ws1, d1, false)};
   gpu::selective_scan_backward_multi<T>(bwd, 2);
-  expect_match(o0, want0, tolerance(dt), "problem 0: " + describe(c0, dt, false, true));
-  expect_match(o1, want1, tolerance(dt), "problem 1: " + describe(c1, dt, true, false));
+  expect_match(o0, want0, float_tolerance(dt), "problem 0: " + describe(c0, dt, false, true));
+  expect_match(o1, want1, float_tolerance(dt), "problem 1: " + describe(c1, dt, true, false));
 }
 
 TEST(CudaSelectiveScan, MultiProblemLaunchMatchesTwoCpuRuns) {
@@ -309,7 +306,7 @@ TEST(CudaSelectiveScan, AutogradGpuLeavesMatchCpuLeaves) {
       for (size_t i = 0; i < got.size(); ++i) {
         ASSERT_TRUE(got[i].defined()) << names[i];
         EXPECT_EQ(got[i].device(), Device::cuda()) << names[i];
-        EXPECT_LT(rel_error(got[i].detach(), want[i].detach()), tolerance(dt))
+        EXPECT_LT(rel_error(got[i].detach(), want[i].detach()), float_tolerance(dt))
             << names[i] << " " << describe(c, dt, reverse, true);
       }
     }

@@ -19,13 +19,11 @@
 using im::Device;
 using im::DType;
 using im::Tensor;
+using im::testing::expect_op_matches_cpu;
+using im::testing::float_tolerance;
 using im::testing::rel_error;
 
 namespace {
-
-double tolerance(DType dt) {
-  return dt == DType::Float32 ? 1e-5 : 1e-10;
-}
 
 // Relative L2 error over the entries that are finite on the CPU; an entry that is NaN or
 // infinite on one device must be the same (NaN, or the same infinity) on the other, else
@@ -50,33 +48,6 @@ double rel_error_nonfinite(const Tensor& gpu, const Tensor& cpu) {
   return den == 0 ? std::sqrt(num) : std::sqrt(num / den);
 }
 
-using Op = std::function<Tensor(const Tensor&)>;
-
-// op on a CPU leaf and a GPU leaf with the same values; outputs compared, then the
-// gradients of sum(op(x) * w) for one random w.
-void expect_matches_cpu(const Op& op, const Tensor& values, const std::string& what,
-                        bool nonfinite = false) {
-  const double tol = tolerance(values.dtype());
-  const auto error = nonfinite ? &rel_error_nonfinite : &rel_error;
-  Tensor xc = values.detach().clone();
-  xc.set_requires_grad(true);
-  Tensor xg = values.detach().to(Device::cuda());
-  xg.set_requires_grad(true);
-  const Tensor yc = op(xc), yg = op(xg);
-  ASSERT_TRUE(yg.device().is_cuda()) << what;
-  ASSERT_EQ(yg.shape(), yc.shape()) << what;
-  EXPECT_LT(error(yg.detach(), yc.detach()), tol) << what << " forward";
-
-  im::Generator wgen(777);
-  const Tensor w = im::randn(yc.shape(), wgen, yc.dtype());
-  // Backward through y * w only: its gradient wrt y is w whatever y holds (inf, NaN).
-  yc.backward(w);
-  yg.backward(w.to(Device::cuda()));
-  ASSERT_TRUE(xc.grad().defined()) << what;
-  ASSERT_TRUE(xg.grad().defined()) << what;
-  EXPECT_LT(error(xg.grad(), xc.grad()), tol) << what << " backward";
-}
-
 struct Named {
   const char* name;
   Tensor (*op)(const Tensor&, int64_t);
@@ -93,9 +64,10 @@ TEST(CudaSoftmax, LastDimMatchesCpu) {
       for (int64_t cols : {1, 7, 33, 257, 1000, 1024, 1025, 4099, 10007}) {
         const Tensor x = im::mul(im::randn({rows, cols}, gen, dt), 3.0);
         for (const Named& o : kOps) {
-          expect_matches_cpu([&](const Tensor& t) { return o.op(t, -1); }, x,
-                             std::string(o.name) + " [" + std::to_string(rows) + ", " +
-                                 std::to_string(cols) + "] " + im::dtype_name(dt));
+          expect_op_matches_cpu([&](const Tensor& t) { return o.op(t, -1); }, x,
+                                std::string(o.name) + " [" + std::to_string(rows) + ", " +
+                                    std::to_string(cols) + "] " + im::dtype_name(dt),
+                                777);
         }
       }
     }
@@ -110,15 +82,16 @@ TEST(CudaSoftmax, OtherDimsMatchCpu) {
     const Tensor b = im::randn({3, 1025, 2}, gen, dt);
     for (const Named& o : kOps) {
       for (int64_t dim : {0, 1, -2}) {
-        expect_matches_cpu([&](const Tensor& t) { return o.op(t, dim); }, a,
-                           std::string(o.name) + " [5, 33, 7] dim " + std::to_string(dim) + " " +
-                               im::dtype_name(dt));
+        expect_op_matches_cpu([&](const Tensor& t) { return o.op(t, dim); }, a,
+                              std::string(o.name) + " [5, 33, 7] dim " + std::to_string(dim) + " " +
+                                  im::dtype_name(dt),
+                              777);
       }
-      expect_matches_cpu([&](const Tensor& t) { return o.op(t, 1); }, b,
-                         std::string(o.name) + " [3, 1025, 2] dim 1 " + im::dtype_name(dt));
+      expect_op_matches_cpu([&](const Tensor& t) { return o.op(t, 1); }, b,
+                            std::string(o.name) + " [3, 1025, 2] dim 1 " + im::dtype_name(dt), 777);
       // A non-contiguous input along the last dim.
-      expect_matches_cpu([&](const Tensor& t) { return o.op(t.transpose(0, 2), -1); }, a,
-                         std::string(o.name) + " transposed " + im::dtype_name(dt));
+      expect_op_matches_cpu([&](const Tensor& t) { return o.op(t.transpose(0, 2), -1); }, a,
+                            std::string(o.name) + " transposed " + im::dtype_name(dt), 777);
     }
   }
 }
@@ -132,7 +105,7 @@ TEST(CudaSoftmax, LargeLogitsMatchCpu) {
       for (const Named& o : kOps) {
         const std::string what = std::string(o.name) + " logits in [-1000, 1000), cols " +
                                  std::to_string(cols) + " " + im::dtype_name(dt);
-        expect_matches_cpu([&](const Tensor& t) { return o.op(t, -1); }, x, what);
+        expect_op_matches_cpu([&](const Tensor& t) { return o.op(t, -1); }, x, what, 777);
         // Nothing overflowed: the outputs are finite on the GPU.
         const auto y = o.op(x.to(Device::cuda()), -1).to(Device::cpu()).to_vector<double>();
         for (double v : y) ASSERT_TRUE(std::isfinite(v)) << what;
@@ -159,8 +132,8 @@ TEST(CudaSoftmax, MinusInfinityEntriesMatchCpu) {
       for (const Named& o : kOps) {
         const std::string what = std::string(o.name) + " with -inf, cols " + std::to_string(cols) +
                                  " " + im::dtype_name(dt);
-        expect_matches_cpu([&](const Tensor& t) { return o.op(t, -1); }, x, what,
-                           /*nonfinite=*/true);
+        expect_op_matches_cpu([&](const Tensor& t) { return o.op(t, -1); }, x, what, 777,
+                              &rel_error_nonfinite);
         const auto y = o.op(x.to(Device::cuda()), -1).to(Device::cpu()).to_vector<double>();
         for (int64_t c = 0; c < cols; ++c) ASSERT_TRUE(std::isnan(y[2 * cols + c])) << what;
         // The one entry left in row 1 takes everything.
