@@ -41,20 +41,26 @@ template <>
 void gemm<float>(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                  const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                  int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-              trans_b ? CblasTrans : CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
-              static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta,
-              c, static_cast<int>(ldc));
+  gemm_rows<float>(
+      trans_a, m, n, k, a, lda, c, ldc, [&](int64_t rows, const float* a_rows, float* c_rows) {
+        cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                    trans_b ? CblasTrans : CblasNoTrans, static_cast<int>(rows),
+                    static_cast<int>(n), static_cast<int>(k), alpha, a_rows, static_cast<int>(lda),
+                    b, static_cast<int>(ldb), beta, c_rows, static_cast<int>(ldc));
+      });
 }
 
 template <>
 void gemm<double>(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
                   const double* a, int64_t lda, const double* b, int64_t ldb, double beta,
                   double* c, int64_t ldc) {
-  cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-              trans_b ? CblasTrans : CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
-              static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta,
-              c, static_cast<int>(ldc));
+  gemm_rows<double>(
+      trans_a, m, n, k, a, lda, c, ldc, [&](int64_t rows, const double* a_rows, double* c_rows) {
+        cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                    trans_b ? CblasTrans : CblasNoTrans, static_cast<int>(rows),
+                    static_cast<int>(n), static_cast<int>(k), alpha, a_rows, static_cast<int>(lda),
+                    b, static_cast<int>(ldb), beta, c_rows, static_cast<int>(ldc));
+      });
 }
 
 }  // namespace im::kernels::cpu
