@@ -3,6 +3,7 @@
 // itself and with the FLOP count; real data works data-parallel; bad flags are one line, exit 2.
 // No timing thresholds: the numbers depend on the machine.
 #include <gtest/gtest.h>
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include <regex>
 #include <sstream>
 
+#include "core/device.h"
 #include "launch/cli_test_support.h"
 #include "layers/flop_count.h"
 #include "layers/infomamba.h"
@@ -158,6 +160,24 @@ TEST_F(BenchMpi, RealDataOnTwoRanks) {
   check_result(o, 2, "real");
 }
 
+TEST_F(BenchMpi, InferenceModeTimesForwardPassesOnly) {
+  const Outcome o = run(bench_args("--mode inference"), 1);
+  ASSERT_EQ(o.exit_code, 0) << o.err;
+  const auto r = parse_flat(result_json(o.out));
+  EXPECT_EQ(r.count("mode") ? r.at("mode") : "", "\"inference\"");
+  EXPECT_GT(number(r, "forward_ms"), 0);
+  EXPECT_EQ(number(r, "backward_ms"), 0);
+  EXPECT_EQ(number(r, "optimizer_ms"), 0);
+  // One forward pass is what a sample costs.
+  const auto forward = static_cast<double>(im::layers::forward_flops_per_sample(bench_model()));
+  EXPECT_EQ(number(r, "flops_per_sample"), forward);
+  const double samples = number(r, "samples_per_s");
+  EXPECT_NEAR(number(r, "achieved_tflops"), samples * forward / 1e12,
+              1e-6 * samples * forward / 1e12);
+  EXPECT_NE(o.out.find("timed inference passes (forward only, no autograd)"), std::string::npos)
+      << o.out;
+}
+
 TEST_F(BenchMpi, BadFlagsAreOneLineAndExit2) {
   const std::string dir = root_ + "/cli";
   fs::create_directories(dir);
@@ -167,6 +187,10 @@ TEST_F(BenchMpi, BadFlagsAreOneLineAndExit2) {
   expect_one_error_line(run_cli(bench_args("--steps 0"), dir), {"--steps", "'0'"});
   expect_one_error_line(run_cli(bench_args("--warmup two"), dir), {"--warmup", "'two'"});
   expect_one_error_line(run_cli(bench_args("--data fake"), dir), {"--data", "'fake'"});
+  expect_one_error_line(run_cli(bench_args("--mode fast"), dir), {"--mode", "'fast'"});
+  if (im::cuda_device_count() == 0)  // on a GPU host this would simply run on the GPU
+    expect_one_error_line(run_cli(bench_args("--set train.device=cuda"), dir),
+                          {"train.device = \"cuda\"", "no GPU"});
   expect_one_error_line(run_cli(bench_args("--peak-tflops -1"), dir), {"--peak-tflops"});
   expect_one_error_line(run_cli(bench_args("--json " + root_ + "/no/such/dir/x.json"), dir),
                         {"--json", root_ + "/no/such/dir"});

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/device.h"
 #include "data/manifest.h"
 #include "data/shard_writer.h"
 #include "data/test_util.h"
@@ -77,6 +78,24 @@ TEST_F(CliErrors, WrongType) {
 TEST_F(CliErrors, BadOverride) {
   const Outcome o = run_cli("train --config " + config() + " --set train.epochs=zero", tmp_.path());
   expect_clean_failure(o, {"--set train.epochs=zero", "expected an integer"});
+}
+
+TEST_F(CliErrors, CudaWithoutAGpuIsASetupError) {
+  if (im::cuda_device_count() > 0) GTEST_SKIP() << "this machine has a GPU";
+  const Outcome o = run_cli("train --config " + config() + " --set train.device=cuda", tmp_.path());
+  expect_clean_failure(o, {"train.device = \"cuda\"", "no GPU", "\"auto\""});
+}
+
+TEST_F(CliErrors, AutoWithoutAGpuSaysSoOnceAndTrainsOnTheCpu) {
+  if (im::cuda_device_count() > 0) GTEST_SKIP() << "this machine has a GPU";
+  const Outcome o = run_cli("train --config " + config() + " --set train.device=auto", tmp_.path());
+  EXPECT_EQ(o.exit_code, 0) << o.err;
+  const std::string all = o.out + o.err;
+  const std::string note = "train.device = auto: ";
+  ASSERT_NE(all.find(note), std::string::npos) << all;
+  EXPECT_EQ(all.find(note), all.rfind(note)) << "said more than once:\n" << all;
+  EXPECT_NE(all.find("training on the CPU"), std::string::npos) << all;
+  EXPECT_NE(o.out.find("test accuracy"), std::string::npos) << o.out;
 }
 
 TEST_F(CliErrors, MissingShard) {
