@@ -13,6 +13,10 @@
 #include "launch/train_step.h"
 #include "launch/trainer.h"
 
+#if IM_WITH_CUDA
+#include "kernels/cuda/kernel_profiler.h"
+#endif
+
 namespace im::launch {
 
 namespace {
@@ -59,6 +63,9 @@ Bench::Bench(RunConfig cfg, BenchOptions options, dist::Communicator* comm)
   if (!device.note.empty() && rank == 0) std::fprintf(stderr, "%s\n", device.note.c_str());
   store_ = std::make_unique<layers::ParameterStore>(*model_, DType::Float32, device.device);
   optimizer_ = std::make_unique<layers::AdamW>(*store_, cfg_.optim);
+  if (options_.kernel_profile_rows > 0 && !device.device.is_cuda())
+    throw SetupError(
+        "--kernel-profile times GPU kernels, but this run trains on the CPU (train.device)");
   if (!options_.real_data)
     synthetic_ = synthetic_batch(cfg_.model, cfg_.train.batch_size, rank, world,
                                  stream_seed(cfg_.seed, kDataStream));
@@ -98,7 +105,15 @@ BenchMeasurement Bench::run() {
   TrainStep train_step(*model_, *store_, *optimizer_, cfg_, comm_, train_gen_);
   model_->train();
   std::vector<StepTiming> timed;
+#if IM_WITH_CUDA
+  // Over the timed steps only; records cost the host a little, so the step times of a
+  // profiled run read slightly high.
+  kernels::cuda::KernelProfiler profiler;
+#endif
   for (int64_t i = 0; i < options_.warmup + options_.steps; ++i) {
+#if IM_WITH_CUDA
+    if (options_.kernel_profile_rows > 0 && i == options_.warmup) profiler.start();
+#endif
     StepTiming t;
     const Clock::time_point start = Clock::now();
     // Data time includes moving the batch to the GPU: a step cannot start without it.
@@ -114,6 +129,11 @@ BenchMeasurement Bench::run() {
     t.total = seconds_since(start);
     if (i >= options_.warmup) timed.push_back(t);
   }
+#if IM_WITH_CUDA
+  if (options_.kernel_profile_rows > 0)
+    kernel_profile_ = kernels::cuda::format_kernel_profile(profiler.stop(), options_.steps,
+                                                           options_.kernel_profile_rows);
+#endif
 
   // One MAX all-reduce after the timed loop, so agreeing adds nothing to any step: per step
   // the slowest rank's time in each phase, and the largest peak memory.

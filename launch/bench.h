@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <optional>
+#include <string>
 
 #include "core/rng.h"
 #include "data/collate.h"
@@ -23,6 +24,7 @@ struct BenchOptions {
   int64_t steps = 20;      // timed steps
   bool real_data = false;  // the configured training split instead of synthetic batches
   bool inference = false;  // forward passes only (eval mode, no autograd), not training steps
+  int64_t kernel_profile_rows = 0;  // > 0: CUPTI GPU time per kernel over the timed steps
 };
 
 class Bench {
@@ -39,6 +41,8 @@ class Bench {
   // The model's parameter count (the flat store's numel adds alignment padding).
   int64_t num_parameters() const { return model_->num_parameters(); }
   Device device() const { return store_->device(); }
+  // With --kernel-profile, this rank's kernel table of the timed steps after run().
+  const std::string& kernel_profile() const { return kernel_profile_; }
 
  private:
   data::Batch next_batch();
@@ -55,6 +59,7 @@ class Bench {
   std::unique_ptr<layers::InfoMamba> model_;
   std::unique_ptr<layers::ParameterStore> store_;
   std::unique_ptr<layers::AdamW> optimizer_;
+  std::string kernel_profile_;
 };
 
 }  // namespace im::launch

@@ -1,5 +1,6 @@
 // `infomamba_dist bench --config FILE [--set key=value ...] [--warmup N] [--steps N]
-//  [--data synthetic|real] [--mode train|inference] [--json PATH] [--peak-tflops X]`
+//  [--data synthetic|real] [--mode train|inference] [--json PATH] [--peak-tflops X]
+//  [--kernel-profile ROWS]`
 //  (docs/PERFORMANCE.md).
 //
 // Under mpirun the ranks train data-parallel exactly as `train` does, and fail as it does:
@@ -88,6 +89,15 @@ BenchArgs parse_args(int argc, char** argv) {
                throw SetupError("--mode expects 'train' or 'inference', got '" + v + "'");
              a.options.inference = v == "inference";
            }},
+          {"--kernel-profile",
+           [&](const std::string& v) {
+#if IM_WITH_CUDA
+             a.options.kernel_profile_rows = parse_count("--kernel-profile", v, 1);
+#else
+             (void)v;
+             throw SetupError("--kernel-profile needs a CUDA build (this one is CPU-only)");
+#endif
+           }},
           {"--json", [&](const std::string& v) { a.json = v; }},
           {"--peak-tflops",
            [&](const std::string& v) { a.peak_tflops = parse_positive("--peak-tflops", v); }},
@@ -158,7 +168,8 @@ int run_bench(int argc, char** argv) {
     if (rank == 0) {
       const BenchSummary s = summarise(b, m);
       const std::string json = bench_result_json(s);
-      std::printf("%sbench-result: %s\n", format_bench_report(s).c_str(), json.c_str());
+      std::printf("%s%sbench-result: %s\n", bench->kernel_profile().c_str(),
+                  format_bench_report(s).c_str(), json.c_str());
       std::fflush(stdout);
       if (!args.json.empty()) write_json(args.json, json);
     }

@@ -188,6 +188,11 @@ TEST_F(BenchMpi, BadFlagsAreOneLineAndExit2) {
   expect_one_error_line(run_cli(bench_args("--warmup two"), dir), {"--warmup", "'two'"});
   expect_one_error_line(run_cli(bench_args("--data fake"), dir), {"--data", "'fake'"});
   expect_one_error_line(run_cli(bench_args("--mode fast"), dir), {"--mode", "'fast'"});
+  expect_one_error_line(run_cli(bench_args("--kernel-profile 0"), dir),
+                        {"--kernel-profile", "'0'"});
+  // The kernel table times GPU kernels: a CPU run (or a CPU-only build) refuses it.
+  expect_one_error_line(run_cli(bench_args("--kernel-profile 10 --set train.device=cpu"), dir),
+                        {"--kernel-profile"});
   if (im::cuda_device_count() == 0)  // on a GPU host this would simply run on the GPU
     expect_one_error_line(run_cli(bench_args("--set train.device=cuda"), dir),
                           {"train.device = \"cuda\"", "no GPU"});

@@ -8,6 +8,8 @@
 #   memcheck  compute-sanitizer memcheck over the gpu test binaries
 #   bench     selective-scan kernel bench and `infomamba_dist bench` runs (PERFORMANCE.md)
 #   train     Fashion-MNIST nano for one epoch on the GPU (needs datasets/fashion-mnist)
+#   profile   ncu: GPU time per kernel of training steps of the small preset at 224
+#             (scripts/ncu_kernel_table.py sums it by kernel name)
 # Logs go to $OUT (or ./device-logs when OUT is unset).
 set -uo pipefail
 out="${OUT:-device-logs}"
@@ -57,4 +59,14 @@ fi
 if has train; then
   timeout 500 "$bin" train --config configs/fmnist_nano.toml --set train.device=cuda \
     --set run.dir="$out/fmnist_nano_gpu" 2>&1 | tee "$out/train-nano-gpu.log" | tail -6
+fi
+if has profile; then
+  ncu_bin=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+  # Every kernel of PROFILE_STEPS training steps (the first one included: it runs the same
+  # kernels), summed by name and divided by the steps.
+  timeout 500 "$ncu_bin" --clock-control none --metrics gpu__time_duration.sum --csv --page raw \
+    --launch-skip "${PROFILE_SKIP:-0}" "$bin" bench --config configs/bench_small_224.toml \
+    --warmup 0 --steps "${PROFILE_STEPS:-2}" > "$out/ncu-raw.csv" 2> "$out/ncu.err"
+  echo "ncu exit $?"; tail -3 "$out/ncu.err"
+  python3 scripts/ncu_kernel_table.py "$out/ncu-raw.csv" "${PROFILE_STEPS:-2}" 45
 fi

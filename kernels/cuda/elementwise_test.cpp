@@ -77,6 +77,65 @@ TEST(CudaElementwise, BinaryWithBroadcastAndStridesMatchesCpu) {
   }
 }
 
+// The launcher merges dims every operand walks as one and picks a flat, vectorised kernel
+// when the output and each input are one run (or a broadcast element), the strided one
+// otherwise; 16-byte loads only when every run is 16-byte aligned.
+TEST(CudaElementwise, BinaryMatchesCpuOnEveryLayoutTheLauncherDistinguishes) {
+  REQUIRE_GPU();
+  im::Generator gen(13);
+  for (DType dt : {DType::Float32, DType::Float64}) {
+    const Tensor big = im::rand_uniform({4, 6, 5, 37}, gen, 0.5, 2, dt);
+    const Tensor other = im::rand_uniform({4, 6, 5, 37}, gen, 0.5, 2, dt);
+    const Tensor bg = big.to(Device::cuda()), og = other.to(Device::cuda());
+    // Views that start one element in: not 16-byte aligned, odd lengths (tail handling).
+    const Tensor flat = big.reshape({-1}), flat_g = bg.reshape({-1});
+    const Tensor oflat = other.reshape({-1}), oflat_g = og.reshape({-1});
+    const int64_t n = flat.numel();
+    const Tensor scalar = im::rand_uniform({}, gen, 0.5, 2, dt);
+    const Tensor row = im::rand_uniform({37}, gen, 0.5, 2, dt);
+    const Tensor col = im::rand_uniform({4, 6, 5, 1}, gen, 0.5, 2, dt);
+    struct Case {
+      const char* what;
+      Tensor a, b, ag, bg;
+    };
+    const Case cases[] = {
+        {"contiguous, 4-d merges to one run", big, other, bg, og},
+        {"misaligned by one element", flat.slice(0, 1, n - 1), oflat.slice(0, 0, n - 2),
+         flat_g.slice(0, 1, n - 1), oflat_g.slice(0, 0, n - 2)},
+        {"odd tail", flat.slice(0, 0, n - 3), oflat.slice(0, 0, n - 3), flat_g.slice(0, 0, n - 3),
+         oflat_g.slice(0, 0, n - 3)},
+        {"scalar on the right", big, scalar, bg, scalar.to(Device::cuda())},
+        {"scalar on the left", scalar, big, scalar.to(Device::cuda()), bg},
+        {"row broadcast", big, row, bg, row.to(Device::cuda())},
+        {"column broadcast", big, col, bg, col.to(Device::cuda())},
+        {"inner dims permuted", big.transpose(2, 3), other.transpose(2, 3), bg.transpose(2, 3),
+         og.transpose(2, 3)},
+        {"outer dims permuted, inner run kept", big.transpose(0, 1), other.transpose(0, 1),
+         bg.transpose(0, 1), og.transpose(0, 1)},
+    };
+    Tensor (*ops[])(const Tensor&, const Tensor&) = {&im::add, &im::sub, &im::mul, &im::div};
+    for (const Case& c : cases)
+      for (auto op : ops)
+        EXPECT_LT(rel_error(op(c.ag, c.bg), op(c.a, c.b)), 1e-12)
+            << c.what << " " << im::dtype_name(dt);
+  }
+}
+
+// Contiguous copies become one device-to-device copy; strided ones go through the kernel.
+TEST(CudaTensor, ContiguousOfEveryLayoutMatchesCpu) {
+  REQUIRE_GPU();
+  im::Generator gen(14);
+  const Tensor x = im::randn({3, 7, 5, 33}, gen);
+  const Tensor xg = x.to(Device::cuda());
+  for (auto view : {+[](const Tensor& t) { return t.transpose(1, 3); },
+                    +[](const Tensor& t) { return t.transpose(0, 1); },
+                    +[](const Tensor& t) { return t.slice(3, 1, 32); },
+                    +[](const Tensor& t) { return t.reshape({-1}).slice(0, 5, 1005); }}) {
+    EXPECT_EQ(rel_error(view(xg).contiguous(), view(x).contiguous()), 0.0);
+    EXPECT_EQ(rel_error(view(xg).clone(), view(x).clone()), 0.0);
+  }
+}
+
 TEST(CudaElementwise, UnaryBackwardMatchesCpu) {
   REQUIRE_GPU();
   im::Generator gen(13);

@@ -32,11 +32,6 @@ void check_lt(cublasStatus_t s, const char* what) {
                              cublasGetStatusString(s));
 }
 
-void check_rt(cudaError_t e, const char* what) {
-  if (e != cudaSuccess)
-    throw std::runtime_error(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(e));
-}
-
 constexpr size_t kWorkspaceBytes = 32u << 20;  // what cuBLASLt's fast Hopper kernels ask for
 
 // One cuBLASLt handle, one cuBLAS handle and one workspace per GPU, never destroyed.
@@ -50,14 +45,14 @@ DeviceBlas& device_blas() {
   static std::mutex mutex;
   static std::vector<DeviceBlas*> per_device;
   int device = 0;
-  check_rt(cudaGetDevice(&device), "cudaGetDevice");
+  check_cuda(cudaGetDevice(&device), "cudaGetDevice");
   std::lock_guard<std::mutex> lock(mutex);
   if (per_device.size() <= static_cast<size_t>(device)) per_device.resize(device + 1, nullptr);
   if (!per_device[device]) {
     auto* d = new DeviceBlas;
     check_lt(cublasLtCreate(&d->lt), "cublasLtCreate");
     check_lt(cublasCreate(&d->blas), "cublasCreate");
-    check_rt(cudaMalloc(&d->workspace, kWorkspaceBytes), "cudaMalloc (cuBLASLt workspace)");
+    check_cuda(cudaMalloc(&d->workspace, kWorkspaceBytes), "cudaMalloc (cuBLASLt workspace)");
     per_device[device] = d;
   }
   return *per_device[device];
@@ -129,7 +124,7 @@ void lt_matmul(bool trans_x, bool trans_y, int64_t rows_c, int64_t cols_c, int64
 
   const uint32_t ax = alignment_of(x), ay = alignment_of(y), ac = alignment_of(c);
   int device = 0;
-  check_rt(cudaGetDevice(&device), "cudaGetDevice");
+  check_cuda(cudaGetDevice(&device), "cudaGetDevice");
   const AlgoKey key{static_cast<int>(dt),
                     static_cast<int>(compute),
                     trans_x,

@@ -11,11 +11,6 @@ namespace im::kernels::cuda {
 
 namespace {
 
-void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess)
-    throw std::runtime_error(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(err));
-}
-
 // The strided walk covers every coordinate except `dim`'s, which comes from the index.
 std::vector<int64_t> without_dim(std::vector<int64_t> strides, int64_t dim) {
   strides[dim] = 0;
@@ -133,7 +128,7 @@ template <typename I>
 int64_t first_out_of_range(const I* idx, int64_t n, int64_t limit, int64_t* scratch) {
   if (n == 0) return -1;
   // All bytes 0xFF: UINT64_MAX for the atomicMin, -1 when read back as int64.
-  check(cudaMemsetAsync(scratch, 0xFF, sizeof(int64_t), stream()), "index range check memset");
+  check_cuda(cudaMemsetAsync(scratch, 0xFF, sizeof(int64_t), stream()), "index range check memset");
   first_out_of_range_kernel<I><<<blocks_for(n), kThreads, 0, stream()>>>(
       idx, n, limit, reinterpret_cast<unsigned long long*>(scratch));
   check_last_launch("index range check kernel");

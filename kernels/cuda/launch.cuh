@@ -6,6 +6,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 
 #include "kernels/cuda/runtime.h"
 #include "kernels/cuda/stream.h"
@@ -14,6 +16,12 @@ namespace im::kernels::cuda {
 
 inline cudaStream_t stream() {
   return static_cast<cudaStream_t>(current_stream());
+}
+
+// Throws naming `what` when a runtime call (not a launch: see check_last_launch) failed.
+inline void check_cuda(cudaError_t err, const char* what) {
+  if (err != cudaSuccess)
+    throw std::runtime_error(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(err));
 }
 
 constexpr int kThreads = 256;

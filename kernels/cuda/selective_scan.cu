@@ -36,11 +36,6 @@ namespace {
 
 constexpr unsigned kFullMask = 0xffffffffu;
 
-void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess)
-    throw std::runtime_error(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(err));
-}
-
 // Compile-time shape of a kernel for the state bucket kN with kS states per thread.
 template <int kN, int kS_>
 struct Cfg {
@@ -673,9 +668,10 @@ template <typename T, int kN>
 void launch_backward(const BackwardBatch<T>& batch, int count) {
   constexpr size_t smem = backward_smem_bytes<T, kN>();
   if (smem > 48 * 1024)
-    check(cudaFuncSetAttribute(scan_backward_kernel<T, kN>,
-                               cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-          "selective scan backward: shared memory size");
+    check_cuda(
+        cudaFuncSetAttribute(scan_backward_kernel<T, kN>,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+        "selective scan backward: shared memory size");
   using C = BackwardCfg<kN>;
   scan_backward_kernel<T, kN><<<grid_of<C>(batch, count), C::kThreads, smem, stream()>>>(batch);
   check_last_launch("selective scan backward kernel");
@@ -718,7 +714,7 @@ void with_state_bucket(int bucket, F&& f) {
 
 template <typename T>
 void memset_zero(T* ptr, int64_t elems, const char* what) {
-  if (elems > 0) check(cudaMemsetAsync(ptr, 0, sizeof(T) * size_t(elems), stream()), what);
+  if (elems > 0) check_cuda(cudaMemsetAsync(ptr, 0, sizeof(T) * size_t(elems), stream()), what);
 }
 
 }  // namespace
