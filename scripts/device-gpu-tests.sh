@@ -8,8 +8,8 @@
 #   memcheck  compute-sanitizer memcheck over the gpu test binaries
 #   bench     selective-scan kernel bench and `infomamba_dist bench` runs (PERFORMANCE.md)
 #   train     Fashion-MNIST nano for one epoch on the GPU (needs datasets/fashion-mnist)
-#   profile   ncu: GPU time per kernel of training steps of the small preset at 224
-#             (scripts/ncu_kernel_table.py sums it by kernel name)
+#   profile   GPU time per kernel of training and inference steps of the small preset at 224
+#             (bench --kernel-profile)
 # Logs go to $OUT (or ./device-logs when OUT is unset).
 set -uo pipefail
 out="${OUT:-device-logs}"
@@ -61,12 +61,10 @@ if has train; then
     --set run.dir="$out/fmnist_nano_gpu" 2>&1 | tee "$out/train-nano-gpu.log" | tail -6
 fi
 if has profile; then
-  ncu_bin=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
-  # Every kernel of PROFILE_STEPS training steps (the first one included: it runs the same
-  # kernels), summed by name and divided by the steps.
-  timeout 500 "$ncu_bin" --clock-control none --metrics gpu__time_duration.sum --csv --page raw \
-    --launch-skip "${PROFILE_SKIP:-0}" "$bin" bench --config configs/bench_small_224.toml \
-    --warmup 0 --steps "${PROFILE_STEPS:-2}" > "$out/ncu-raw.csv" 2> "$out/ncu.err"
-  echo "ncu exit $?"; tail -3 "$out/ncu.err"
-  python3 scripts/ncu_kernel_table.py "$out/ncu-raw.csv" "${PROFILE_STEPS:-2}" 45
+  # CUPTI's GPU time per kernel over the timed steps (bench --kernel-profile); ncu, which
+  # replays every kernel, hung on this program (2026-11-24).
+  "$bin" bench --config configs/bench_small_224.toml --warmup 3 --steps 5 --kernel-profile 40 \
+    2>&1 | tee "$out/profile-train.txt" | grep -v "^bench-result"
+  "$bin" bench --config configs/bench_small_224.toml --mode inference --warmup 3 --steps 5 \
+    --kernel-profile 25 2>&1 | tee "$out/profile-inference.txt" | grep -v "^bench-result"
 fi
