@@ -7,12 +7,14 @@
 #include "core/dispatch.h"
 #include "core/error.h"
 #include "core/ops.h"
+#include "core/pinned_allocator.h"
 #include "core/tensor_impl.h"
 #include "kernels/cpu/elementwise.h"
 
 #if IM_WITH_CUDA
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/runtime.h"
+#include "kernels/cuda/stream.h"
 #endif
 
 namespace im {
@@ -63,15 +65,36 @@ int64_t wrap_dim(int64_t d, int64_t ndim, const char* op) {
 
 // ---- creation -----------------------------------------------------------------------
 
-Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+namespace {
+Tensor empty_from(const Shape& shape, DType dtype, Allocator& allocator) {
   for (int64_t s : shape) IM_CHECK(s >= 0, "negative size in shape ", shape_str(shape));
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage =
-      std::make_shared<Storage>(shape_numel(shape) * dtype_size(dtype), allocator_for(device));
+  impl->storage = std::make_shared<Storage>(shape_numel(shape) * dtype_size(dtype), allocator);
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;
   return Tensor(std::move(impl));
+}
+}  // namespace
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+  return empty_from(shape, dtype, allocator_for(device));
+}
+
+Tensor Tensor::empty_pinned(const Shape& shape, DType dtype) {
+  return empty_from(shape, dtype, pinned_host_allocator());
+}
+
+bool Tensor::is_pinned() const {
+  return device().is_cpu() && numel() > 0 && is_pinned_pointer(data_ptr());
+}
+
+Tensor Tensor::pinned() const {
+  IM_CHECK(device().is_cpu(), "pinned(): ", describe(), " is not on the CPU");
+  if (is_pinned() || !pinned_memory_enabled()) return *this;
+  Tensor out = empty_pinned(shape(), dtype());
+  out.copy_(*this);
+  return out;
 }
 
 Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
@@ -251,7 +274,12 @@ void Tensor::copy_(const Tensor& src) const {
            describe());
   s = s.contiguous();
   const size_t bytes = numel() * dtype_size(dtype());
-  if (device().is_cuda() && s.device().is_cpu()) {
+  if (device().is_cuda() && s.device().is_cpu() && s.is_pinned()) {
+    // Asynchronous on the current stream; the block is not reused before the copy ran.
+    kernels::cuda::memcpy_host_to_device_async(data_ptr(), s.data_ptr(), bytes,
+                                               kernels::cuda::current_stream());
+    record_pinned_use(s.data_ptr());
+  } else if (device().is_cuda() && s.device().is_cpu()) {
     kernels::cuda::memcpy_host_to_device(data_ptr(), s.data_ptr(), bytes);
   } else if (device().is_cpu() && s.device().is_cuda()) {
     kernels::cuda::memcpy_device_to_host(data_ptr(), s.data_ptr(), bytes);

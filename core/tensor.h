@@ -47,6 +47,9 @@ class Tensor {
   // ---- creation -------------------------------------------------------------
   static Tensor empty(const Shape& shape, DType dtype = DType::Float32,
                       Device device = Device::cpu());
+  // Host memory that copies to a GPU read asynchronously (core/pinned_allocator.h); plain
+  // host memory until a run has enabled pinning.
+  static Tensor empty_pinned(const Shape& shape, DType dtype = DType::Float32);
   static Tensor zeros(const Shape& shape, DType dtype = DType::Float32,
                       Device device = Device::cpu());
   static Tensor ones(const Shape& shape, DType dtype = DType::Float32,
@@ -97,6 +100,9 @@ class Tensor {
   Tensor clone() const;       // always a fresh contiguous copy
   Tensor to(DType dtype) const;
   Tensor to(Device device) const;
+  // A CPU tensor in pinned memory: itself when it already is, else a contiguous copy.
+  Tensor pinned() const;
+  bool is_pinned() const;
   // A tensor sharing this one's data but outside autograd (no grad_fn, no grad).
   Tensor detach() const;
 

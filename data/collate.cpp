@@ -81,14 +81,17 @@ Batch Collator::operator()(const IndexBatch& ib) const {
   out.global_size = ib.global_size;
   Shape shape{b};
   shape.insert(shape.end(), dataset_->sample_shape().begin(), dataset_->sample_shape().end());
-  out.labels = Tensor::empty({b}, DType::Int64);
+  auto make = [&](const Shape& s, DType dt) {
+    return options_.pin_memory ? Tensor::empty_pinned(s, dt) : Tensor::empty(s, dt);
+  };
+  out.labels = make({b}, DType::Int64);
   int64_t* labels = out.labels.data<int64_t>();
   if (dataset_->is_image()) {
-    out.inputs = Tensor::empty(shape, DType::Float32);
+    out.inputs = make(shape, DType::Float32);
     float* dst = out.inputs.data<float>();
     for (int64_t i = 0; i < b; ++i) image_into(dst + i * numel, ib.indices[i], ib.epoch);
   } else {
-    out.inputs = Tensor::empty(shape, DType::Int64);
+    out.inputs = make(shape, DType::Int64);
     int64_t* dst = out.inputs.data<int64_t>();
     for (int64_t i = 0; i < b; ++i) {
       const auto tokens = dataset_->tokens(ib.indices[i]);

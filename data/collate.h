@@ -25,10 +25,11 @@ struct Batch {
 };
 
 struct CollateOptions {
-  bool normalize = true;  // subtract the channel mean and divide by the std
-  int64_t crop_pad = 0;   // random crop after zero padding by this many pixels; 0 off
-  bool flip = false;      // random horizontal flip with probability 1/2
-  uint64_t seed = 0;      // run seed; augmentation draws from its own stream of it
+  bool normalize = true;    // subtract the channel mean and divide by the std
+  int64_t crop_pad = 0;     // random crop after zero padding by this many pixels; 0 off
+  bool flip = false;        // random horizontal flip with probability 1/2
+  uint64_t seed = 0;        // run seed; augmentation draws from its own stream of it
+  bool pin_memory = false;  // batches in pinned host memory (core/pinned_allocator.h)
 };
 
 // The augmentation drawn for one sample: crop offsets in [-pad, pad] and the flip.

@@ -33,7 +33,7 @@ namespace {
 CollateOptions collate_options(const LoaderOptions& o) {
   IM_CHECK(o.workers >= 0, "loader: workers must be >= 0, got ", o.workers);
   IM_CHECK(o.prefetch >= 1, "loader: prefetch must be >= 1, got ", o.prefetch);
-  return CollateOptions{o.normalize, o.crop_pad, o.flip, o.seed};
+  return CollateOptions{o.normalize, o.crop_pad, o.flip, o.seed, o.pin_memory};
 }
 
 SamplerOptions sampler_options(const LoaderOptions& o, const std::vector<int64_t>& shard_sizes) {

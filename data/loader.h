@@ -35,6 +35,9 @@ struct LoaderOptions {
   int rank = 0;           // data-parallel: deliver this rank's slice of each global batch
   int world_size = 1;
   bool stratify_by_shard = false;  // the sampler's shard-stratified order (data/sampler.h)
+  // Batches assembled straight into pinned host memory, for a run on a GPU: their copies
+  // to it are asynchronous (core/pinned_allocator.h).
+  bool pin_memory = false;
   // Runs on each assembled batch in the worker thread (extra augmentation, moving to
   // pinned memory, ...); an exception it throws reaches the consumer like any other.
   std::function<void(Batch&)> on_batch;

@@ -66,9 +66,13 @@ Bench::Bench(RunConfig cfg, BenchOptions options, dist::Communicator* comm)
   if (options_.kernel_profile_rows > 0 && !device.device.is_cuda())
     throw SetupError(
         "--kernel-profile times GPU kernels, but this run trains on the CPU (train.device)");
-  if (!options_.real_data)
+  if (!options_.real_data) {
     synthetic_ = synthetic_batch(cfg_.model, cfg_.train.batch_size, rank, world,
                                  stream_seed(cfg_.seed, kDataStream));
+    // As the loader's batches on a GPU run: pinned, so each step's copy is asynchronous.
+    synthetic_.inputs = synthetic_.inputs.pinned();
+    synthetic_.labels = synthetic_.labels.pinned();
+  }
 }
 
 Bench::~Bench() = default;

@@ -1,5 +1,6 @@
 #include "launch/device_choice.h"
 
+#include "core/pinned_allocator.h"
 #include "dist/nccl_communicator.h"
 #include "dist/world.h"
 #include "launch/setup_error.h"
@@ -48,6 +49,7 @@ void activate_device(const DeviceChoice& choice, const RunConfig& cfg) {
   if (choice.device.is_cuda()) {
     kernels::cuda::set_device(choice.device.index);
     kernels::cuda::set_tf32_enabled(cfg.train.tf32);
+    enable_pinned_memory(choice.device.index);  // batches for it are assembled pinned
   }
 #else
   (void)choice;

@@ -102,6 +102,7 @@ data::LoaderOptions training_loader_options(const RunConfig& cfg, int rank, int 
                                                             stream_seed(cfg.seed, kDataStream));
   o.rank = rank;
   o.world_size = world;
+  o.pin_memory = true;  // takes effect once a GPU run has enabled pinning (activate_device)
   return o;
 }
 
@@ -186,6 +187,7 @@ EvalResult evaluate_model(layers::InfoMamba& model, const data::Dataset& dataset
   const bool was_training = model.is_training();
   model.eval();
   data::LoaderOptions options = data::LoaderOptions::for_evaluation(data_cfg, batch_size);
+  options.pin_memory = true;  // as for training: pinned only on a GPU run
   layers::BatchReduce reduce;
   const bool parallel = comm && comm->size() > 1;
   if (parallel) {
