@@ -58,6 +58,10 @@ const Cupti& cupti() {
 
 void check(CUptiResult r, const char* what) {
   if (r == CUPTI_SUCCESS) return;
+  if (r == CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED)
+    throw std::runtime_error(std::string("kernel profile: ") + what +
+                             ": another tool (ncu, nsys, compute-sanitizer) is already using "
+                             "CUPTI in this process; run without it");
   const char* text = "unknown error";
   cupti().result_string(r, &text);
   throw std::runtime_error(std::string("kernel profile: ") + what + ": " + text);
