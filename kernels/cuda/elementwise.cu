@@ -148,12 +148,8 @@ void binary(BinaryOp op, const T* a, const std::vector<int64_t>& a_strides, cons
   if (n == 0) return;
   const std::vector<int64_t> out_strides = row_major_strides(shape);
   const StridedLayout l = make_layout(shape, {&a_strides, &b_strides, &out_strides});
-  const bool flat =
-      l.ndim == 0 || (l.strides[2][0] == 1 && l.strides[0][0] <= 1 && l.strides[0][0] >= 0 &&
-                      l.strides[1][0] <= 1 && l.strides[1][0] >= 0 && l.ndim == 1);
-  if (flat) {
-    const int a_step = l.ndim == 0 ? 0 : static_cast<int>(l.strides[0][0]);
-    const int b_step = l.ndim == 0 ? 0 : static_cast<int>(l.strides[1][0]);
+  const int a_step = static_cast<int>(flat_step(l, 0)), b_step = static_cast<int>(flat_step(l, 1));
+  if (a_step >= 0 && b_step >= 0 && (l.ndim == 0 || flat_step(l, 2) == 1)) {
     constexpr int V = 16 / sizeof(T);
     const bool vector = (!a_step || aligned16(a)) && (!b_step || aligned16(b)) && aligned16(out);
     if (vector && n >= V) {

@@ -92,11 +92,20 @@ inline StridedLayout make_layout(const std::vector<int64_t>& shape,
   return l;
 }
 
+// Operand k's step through a layout that coalesced to at most one dim: 1 for a contiguous
+// run, 0 for one broadcast element (and for a single-element layout); -1 for anything else.
+inline int64_t flat_step(const StridedLayout& l, int k) {
+  if (l.ndim == 0) return 0;
+  if (l.ndim > 1) return -1;
+  const int64_t s = l.strides[k][0];
+  return s == 0 || s == 1 ? s : -1;
+}
+
 // True when, after coalescing, every operand is one contiguous run (or a single element).
 inline bool all_contiguous(const StridedLayout& l, int count) {
-  if (l.ndim > 1) return false;
-  for (int k = 0; k < count && l.ndim == 1; ++k)
-    if (l.strides[k][0] != 1) return false;
+  if (l.ndim == 0) return true;
+  for (int k = 0; k < count; ++k)
+    if (flat_step(l, k) != 1) return false;
   return true;
 }
 
