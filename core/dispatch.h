@@ -2,6 +2,10 @@
 //   dispatch_float(t.dtype(), "softmax", [&]<typename T>() { kernel<T>(...); });
 #pragma once
 
+#include <type_traits>
+#include <utility>
+
+#include "core/device.h"
 #include "core/dtype.h"
 #include "core/error.h"
 
@@ -19,6 +23,27 @@ decltype(auto) dispatch_float(DType t, const char* op, F&& f) {
       throw Error(std::string(op) + ": expected a float32 or float64 tensor, got " + dtype_name(t) +
                   " (convert with .to(DType::Float32))");
   }
+}
+
+// Whether the CPU has a kernel for element type T: bfloat16 computes on the GPU only, so a
+// dispatch_compute lambda guards its CPU branch with `if constexpr (has_cpu_kernel<T>)`.
+template <typename T>
+inline constexpr bool has_cpu_kernel = !std::is_same_v<T, bfloat16>;
+
+// float32 and float64 anywhere, and bfloat16 on a GPU: the dtypes of an op with a
+// bfloat16 CUDA kernel (storage in bfloat16, compute in float; kernels use compute_t<T>).
+// The CPU kernels are the float32/float64 reference; bfloat16 there is an error that says
+// what to do.
+template <typename F>
+decltype(auto) dispatch_compute(DType t, Device device, const char* op, F&& f) {
+  if (t == DType::BFloat16) {
+    if (!device.is_cuda())
+      throw Error(std::string(op) +
+                  ": bfloat16 tensors compute on the GPU only (train.precision = \"bf16\" needs "
+                  "train.device = \"cuda\"); on the CPU convert with .to(DType::Float32)");
+    return f.template operator()<bfloat16>();
+  }
+  return dispatch_float(t, op, std::forward<F>(f));
 }
 
 // Integer index tensors (int32 or int64).

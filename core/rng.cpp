@@ -22,19 +22,22 @@ Tensor rand_uniform(const Shape& shape, Generator& gen, double lo, double hi, DT
                     Device device) {
   Tensor out = Tensor::empty(shape, dtype, device);
   const int64_t n = out.numel();
-  const uint64_t seed = gen.seed(), offset = gen.reserve(static_cast<uint64_t>(n));
-  dispatch_float(dtype, "rand_uniform", [&]<typename T>() {
+  // The draw is reserved inside the dispatch, so a rejected dtype leaves gen as it was.
+  dispatch_compute(dtype, device, "rand_uniform", [&]<typename T>() {
+    const uint64_t seed = gen.seed(), offset = gen.reserve(static_cast<uint64_t>(n));
     T* p = static_cast<T*>(out.data_ptr());
-    if (device.is_cuda()) {
+    if constexpr (has_cpu_kernel<T>) {
+      if (device.is_cpu()) {
+        for (int64_t i = 0; i < n; ++i) {
+          const double u = philox::to_uniform(philox::word(seed, offset, i));
+          p[i] = static_cast<T>(lo + (hi - lo) * u);
+        }
+        return;
+      }
+    }
 #if IM_WITH_CUDA
-      kernels::cuda::uniform<T>(p, n, seed, offset, lo, hi);
+    kernels::cuda::uniform<T>(p, n, seed, offset, lo, hi);
 #endif
-      return;
-    }
-    for (int64_t i = 0; i < n; ++i) {
-      const double u = philox::to_uniform(philox::word(seed, offset, i));
-      p[i] = static_cast<T>(lo + (hi - lo) * u);
-    }
   });
   return out;
 }
@@ -42,21 +45,24 @@ Tensor rand_uniform(const Shape& shape, Generator& gen, double lo, double hi, DT
 Tensor randn(const Shape& shape, Generator& gen, DType dtype, Device device) {
   Tensor out = Tensor::empty(shape, dtype, device);
   const int64_t n = out.numel();
-  const uint64_t seed = gen.seed(), offset = gen.reserve(2 * static_cast<uint64_t>(n));
-  dispatch_float(dtype, "randn", [&]<typename T>() {
+  // The draw is reserved inside the dispatch, so a rejected dtype leaves gen as it was.
+  dispatch_compute(dtype, device, "randn", [&]<typename T>() {
+    const uint64_t seed = gen.seed(), offset = gen.reserve(2 * static_cast<uint64_t>(n));
     T* p = static_cast<T*>(out.data_ptr());
-    if (device.is_cuda()) {
+    if constexpr (has_cpu_kernel<T>) {
+      if (device.is_cpu()) {
+        for (int64_t i = 0; i < n; ++i) {
+          // u1 in (0, 1] so the log is finite.
+          const double u1 = 1.0 - philox::to_uniform(philox::word(seed, offset, 2 * i));
+          const double u2 = philox::to_uniform(philox::word(seed, offset, 2 * i + 1));
+          p[i] = static_cast<T>(std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2));
+        }
+        return;
+      }
+    }
 #if IM_WITH_CUDA
-      kernels::cuda::normal<T>(p, n, seed, offset);
+    kernels::cuda::normal<T>(p, n, seed, offset);
 #endif
-      return;
-    }
-    for (int64_t i = 0; i < n; ++i) {
-      // u1 in (0, 1] so the log is finite.
-      const double u1 = 1.0 - philox::to_uniform(philox::word(seed, offset, 2 * i));
-      const double u2 = philox::to_uniform(philox::word(seed, offset, 2 * i + 1));
-      p[i] = static_cast<T>(std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2));
-    }
   });
   return out;
 }

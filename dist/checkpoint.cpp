@@ -145,7 +145,8 @@ std::string save_checkpoint(const std::string& run_dir, layers::ParameterStore& 
   const fs::path tmp_dir = checkpoints / (name + ".tmp");
   // Files are written from host memory: a GPU run's buffers are copied over once.
   auto on_host = [](const Tensor& t) { return t.device().is_cpu() ? t : t.to(Device::cpu()); };
-  const Tensor params = on_host(store.flat_params());
+  // Under mixed precision the float32 masters are the state, not the model's bf16 copy.
+  const Tensor params = on_host(store.master_params());
   const Tensor exp_avg = optimizer ? on_host(optimizer->exp_avg()) : Tensor();
   const Tensor exp_avg_sq = optimizer ? on_host(optimizer->exp_avg_sq()) : Tensor();
 
@@ -373,7 +374,7 @@ CheckpointContents read_checkpoint(const std::string& dir, bool with_optimizer_s
 TrainingState load_checkpoint(const CheckpointContents& c, layers::ParameterStore& store,
                               layers::AdamW* optimizer) {
   const std::string& dir = c.dir;
-  const Tensor& params = store.flat_params();
+  const Tensor& params = store.master_params();
   IM_CHECK(c.params.dtype() == params.dtype() && c.params.numel() == params.numel(), "checkpoint ",
            dir, " holds ", c.params.numel(), " ", dtype_name(c.params.dtype()),
            " parameters but the model has ", params.numel(), " ", dtype_name(params.dtype()),
@@ -391,6 +392,7 @@ TrainingState load_checkpoint(const CheckpointContents& c, layers::ParameterStor
              s.name, "' ", shape_str(s.shape));
   }
   params.copy_(c.params);
+  store.refresh_model_params();
   if (optimizer) {
     optimizer->exp_avg().copy_(c.exp_avg);
     optimizer->exp_avg_sq().copy_(c.exp_avg_sq);

@@ -52,4 +52,17 @@ IM_HD Dst convert(Src v) {
   }
 }
 
+// The type a kernel computes in for storage type T: bfloat16 values are widened to float
+// on load and rounded once on store, so sums and intermediate results keep float precision.
+template <typename T>
+struct ComputeType {
+  using type = T;
+};
+template <>
+struct ComputeType<bfloat16> {
+  using type = float;
+};
+template <typename T>
+using compute_t = typename ComputeType<T>::type;
+
 }  // namespace im

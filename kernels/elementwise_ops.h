@@ -83,6 +83,12 @@ IM_HD T unary_forward(UnaryOp op, UnaryParams p, T x) {
   return x;
 }
 
+// Ops whose derivative below reads the output y rather than (only) the input x.
+IM_HD constexpr bool backward_reads_output(UnaryOp op) {
+  return op == UnaryOp::Exp || op == UnaryOp::Sqrt || op == UnaryOp::Rsqrt || op == UnaryOp::Tanh ||
+         op == UnaryOp::Sigmoid;
+}
+
 // dL/dx = g * f'(x), with y = f(x) available where the derivative is cheaper from y.
 template <typename T>
 IM_HD T unary_backward(UnaryOp op, UnaryParams p, T g, T x, T y) {

@@ -61,7 +61,7 @@ Bench::Bench(RunConfig cfg, BenchOptions options, dist::Communicator* comm)
   const DeviceChoice device = choose_device(cfg_, local_rank_of(comm_), world);
   activate_device(device, cfg_);
   if (!device.note.empty() && rank == 0) std::fprintf(stderr, "%s\n", device.note.c_str());
-  store_ = std::make_unique<layers::ParameterStore>(*model_, DType::Float32, device.device);
+  store_ = std::make_unique<layers::ParameterStore>(*model_, device.dtype, device.device);
   optimizer_ = std::make_unique<layers::AdamW>(*store_, cfg_.optim);
   if (options_.kernel_profile_rows > 0 && !device.device.is_cuda())
     throw SetupError(

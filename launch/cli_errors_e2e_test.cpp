@@ -98,6 +98,19 @@ TEST_F(CliErrors, AutoWithoutAGpuSaysSoOnceAndTrainsOnTheCpu) {
   EXPECT_NE(o.out.find("test accuracy"), std::string::npos) << o.out;
 }
 
+TEST_F(CliErrors, Bf16OnTheCpuIsASetupError) {
+  // bf16 computes on a GPU only: explicitly on the CPU, or `auto` on a GPU-less machine.
+  const Outcome cpu =
+      run_cli("train --config " + config() + " --set train.device=cpu --set train.precision=bf16",
+              tmp_.path());
+  expect_clean_failure(cpu, {"train.precision = \"bf16\"", "on the CPU", "\"fp32\""});
+  if (im::cuda_device_count() > 0) return;
+  const Outcome automatic =
+      run_cli("train --config " + config() + " --set train.device=auto --set train.precision=bf16",
+              tmp_.path());
+  expect_clean_failure(automatic, {"train.precision = \"bf16\"", "on the CPU", "\"fp32\""});
+}
+
 TEST_F(CliErrors, MissingShard) {
   fs::remove(shard(1));
   expect_clean_failure(train(), {"shard " + shard(1), "missing"});

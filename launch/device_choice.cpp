@@ -12,7 +12,10 @@
 
 namespace im::launch {
 
-DeviceChoice choose_device(const RunConfig& cfg, int local_rank, int world) {
+namespace {
+
+// Where train.device points: the CPU, or this rank's GPU.
+DeviceChoice choose_placement(const RunConfig& cfg, int local_rank, int world) {
   const std::string& wanted = cfg.train.device;
   DeviceChoice choice;
   if (wanted == "cpu") return choice;
@@ -28,6 +31,24 @@ DeviceChoice choose_device(const RunConfig& cfg, int local_rank, int world) {
     throw SetupError("train.device = \"" + wanted + "\" with " + std::to_string(world) +
                      " ranks needs NCCL, which this build lacks (rebuild with NCCL installed)");
   choice.device = Device::cuda(local_rank % gpus);
+  return choice;
+}
+
+}  // namespace
+
+DeviceChoice choose_device(const RunConfig& cfg, int local_rank, int world) {
+  DeviceChoice choice = choose_placement(cfg, local_rank, world);
+  if (cfg.train.precision == "bf16") {
+    // The CPU kernels are the float32/float64 reference; bfloat16 exists for GPU speed.
+    if (!choice.device.is_cuda())
+      throw SetupError(
+          "train.precision = \"bf16\" computes on a GPU, but this run trains on "
+          "the CPU (train.device = \"" +
+          cfg.train.device + "\"" +
+          (choice.note.empty() ? std::string() : ": " + cuda_unavailable_reason()) +
+          "); use train.precision = \"fp32\"");
+    choice.dtype = DType::BFloat16;
+  }
   return choice;
 }
 

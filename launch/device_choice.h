@@ -2,13 +2,15 @@
 // this process can see. `auto` takes a GPU when there is one and otherwise says once, on
 // rank 0, that it runs on the CPU; `cuda` without a GPU is a setup error (exit 2). Ranks
 // of one node take its GPUs in turn (local rank modulo the GPU count), and on GPUs the
-// ranks talk through NCCL.
+// ranks talk through NCCL. train.precision = "bf16" needs the GPU: its model computes in
+// bfloat16 there (float32 masters), and a run on the CPU with it is a setup error.
 #pragma once
 
 #include <memory>
 #include <string>
 
 #include "core/device.h"
+#include "core/dtype.h"
 #include "dist/communicator.h"
 #include "launch/train_config.h"
 
@@ -16,6 +18,7 @@ namespace im::launch {
 
 struct DeviceChoice {
   Device device;
+  DType dtype = DType::Float32;  // the model's: what the parameter store packs it into
   std::string note;  // one line for the log when `auto` fell back to the CPU; else empty
 };
 

@@ -142,7 +142,7 @@ void write_export(const LoadedCheckpoint& c, const std::string& out) {
         h5::file_handle(H5Fcreate(tmp.path().c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
     IM_CHECK(file.valid(), "export: cannot create HDF5 file ", tmp.path());
     for (const layers::ParamSlot& slot : c.store->slots())
-      write_parameter(file.get(), slot, c.store->flat_params(), tmp.path());
+      write_parameter(file.get(), slot, c.store->master_params(), tmp.path());
     IM_CHECK(h5::write_int_attr(file.get(), "step", c.step) &&
                  h5::write_int_attr(file.get(), "num_parameters", c.model->num_parameters()) &&
                  h5::write_utf8_string_attr(file.get(), "config_toml", c.config_toml) &&

@@ -20,7 +20,7 @@ struct TrainConfig {
   double min_lr = 0.0;
   int64_t eval_every = 0;          // steps between evaluations; 0 = at the end of each epoch
   int64_t log_every = 50;          // steps between progress lines
-  std::string precision = "fp32";  // fp32 (bf16 arrives with the CUDA backend)
+  std::string precision = "fp32";  // fp32 | bf16 (GPU only: bf16 model, float32 masters)
   std::string device = "cpu";      // cpu | cuda | auto (a GPU if there is one)
   bool tf32 = true;                // TF32 tensor cores for float32 GEMMs on a GPU
   double max_wall_minutes = 0.0;   // save and exit for requeue after this long; 0 = no limit

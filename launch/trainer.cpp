@@ -88,9 +88,6 @@ void fit_model_to_dataset(layers::ModelConfig& model, const data::Dataset& datas
 }
 
 void check_trainable(const RunConfig& cfg, int world) {
-  if (cfg.train.precision != "fp32")
-    throw SetupError("train.precision = \"" + cfg.train.precision +
-                     "\": bf16 training arrives with the CUDA backend; use \"fp32\"");
   if (cfg.train.batch_size < world)
     throw SetupError("train.batch_size = " + std::to_string(cfg.train.batch_size) +
                      " is the global batch and is smaller than the " + std::to_string(world) +
@@ -137,7 +134,7 @@ Trainer::Trainer(RunConfig cfg, dist::Communicator* comm, const std::string& res
   const DeviceChoice device = choose_device(cfg_, local_rank_of(comm_), world);
   activate_device(device, cfg_);
   if (!device.note.empty()) log_.info(device.note);
-  store_ = std::make_unique<layers::ParameterStore>(*model_, DType::Float32, device.device);
+  store_ = std::make_unique<layers::ParameterStore>(*model_, device.dtype, device.device);
   optimizer_ = std::make_unique<layers::AdamW>(*store_, cfg_.optim);
   if (cfg_.rank_logs) as_setup_error([&] { log_.open_file(cfg_.run_dir); });
 
@@ -164,8 +161,9 @@ Trainer::~Trainer() = default;
 void Trainer::synchronise_initial_parameters() {
   // Every rank built the model from the same seed; broadcasting rank 0's values makes
   // that a guarantee rather than an assumption, and the hash check proves it.
-  Tensor& flat = store_->flat_params();
+  Tensor& flat = store_->master_params();
   comm_->broadcast(flat, 0);
+  store_->refresh_model_params();
   if (resume_) {  // moments and step are part of the state every rank must share
     comm_->broadcast(optimizer_->exp_avg(), 0);
     comm_->broadcast(optimizer_->exp_avg_sq(), 0);

@@ -41,8 +41,8 @@ void fit_model_to_dataset(layers::ModelConfig& model, const data::Dataset& datas
 enum RunStream : uint64_t { kInitStream = 1, kTrainStream = 2, kDataStream = 3 };
 uint64_t stream_seed(uint64_t run_seed, uint64_t stream);
 
-// Throws SetupError when this build cannot train `cfg` on `world` ranks (precision, a
-// global batch smaller than the number of ranks). The device is checked by choose_device.
+// Throws SetupError when `cfg` cannot train on `world` ranks (a global batch smaller than
+// the number of ranks). The device and precision are checked by choose_device.
 void check_trainable(const RunConfig& cfg, int world);
 
 // The training loader of rank `rank` of `world`: its slice of every global batch.

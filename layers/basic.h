@@ -20,7 +20,10 @@ struct ForwardContext {
 class Linear : public Module {
  public:
   // Weight stored (out, in) as PyTorch does; bias optional.
-  Linear(int64_t in, int64_t out, bool bias, Generator& gen, DType dtype);
+  // `bias_options` may keep the bias in float32 under bf16 training; the output is then
+  // float32 too (the bias is added in float32).
+  Linear(int64_t in, int64_t out, bool bias, Generator& gen, DType dtype,
+         ParamOptions bias_options = {});
   Tensor forward(const Tensor& x);
   Tensor& weight() { return *weight_; }
   Tensor& bias() { return *bias_; }

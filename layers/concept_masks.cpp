@@ -16,30 +16,30 @@ namespace im::layers {
 #if IM_WITH_CUDA
 namespace {
 
-// A CUDA tensor in a dtype the kernels take (float32 or float64), contiguous. Other
-// dtypes go to float64, as the CPU code converts everything.
+// A CUDA tensor in a dtype the kernels take (float32, float64 or bfloat16), contiguous.
+// Other dtypes go to float64, as the CPU code converts everything.
 Tensor cuda_operand(const Tensor& t, DType dtype) {
   const Tensor d = t.detach();
   return (d.dtype() == dtype ? d : d.to(dtype)).contiguous();
 }
 
+// The kernels read every floating dtype as stored (each widens to double exactly).
 DType cuda_compute_dtype(const Tensor& t) {
-  return t.dtype() == DType::Float32 || t.dtype() == DType::Float64 ? t.dtype() : DType::Float64;
+  return is_floating(t.dtype()) ? t.dtype() : DType::Float64;
 }
 
 std::vector<int64_t> concept_buckets_cuda(const Tensor& centers, const Tensor& bucket_embed) {
   IM_CHECK(bucket_embed.device() == centers.device(), "concept_buckets: centers ",
            centers.describe(), " and bucket embeddings ", bucket_embed.describe(),
            " are on different devices");
-  // Both operands in one dtype: float32 only when both are (the kernel computes in
-  // double either way, and float32 -> float64 is exact).
-  const DType dt = centers.dtype() == DType::Float32 && bucket_embed.dtype() == DType::Float32
-                       ? DType::Float32
-                       : DType::Float64;
+  // Both operands in one dtype: theirs when they agree, float64 otherwise (the kernel
+  // computes in double either way, and every floating dtype widens to it exactly).
+  const DType dt =
+      centers.dtype() == bucket_embed.dtype() ? cuda_compute_dtype(centers) : DType::Float64;
   const Tensor c = cuda_operand(centers, dt), phi = cuda_operand(bucket_embed, dt);
   const int64_t K = c.size(0), H = phi.size(0), dc = c.size(1);
   const Tensor out = Tensor::empty({K}, DType::Int64, c.device());
-  dispatch_float(dt, "concept_buckets", [&]<typename T>() {
+  dispatch_compute(dt, c.device(), "concept_buckets", [&]<typename T>() {
     kernels::cuda::concept_buckets<T>(c.data<T>(), phi.data<T>(), out.data<int64_t>(), K, H, dc);
   });
   return out.to_vector<int64_t>();
@@ -57,7 +57,7 @@ Tensor bucket_mask_cuda(const Tensor& hash_probs, const std::vector<int64_t>& bu
     IM_CHECK(buckets[k] >= 0 && buckets[k] < H, "bucket_mask: bucket ", buckets[k], " of concept ",
              k, " is out of range for ", H, " buckets");
   const Tensor b = Tensor::from_vector<int64_t>(buckets, {K}).to(p.device());
-  dispatch_float(dt, "bucket_mask", [&]<typename T>() {
+  dispatch_compute(dt, p.device(), "bucket_mask", [&]<typename T>() {
     kernels::cuda::bucket_mask<T>(p.data<T>(), b.data<int64_t>(), mask.data<uint8_t>(), B * L, H, K,
                                   top_r);
   });
@@ -71,7 +71,7 @@ Tensor budget_mask_cuda(const Tensor& masked_logits, int64_t k_min, int64_t k_ma
   Tensor mask = Tensor::empty(s.shape(), DType::UInt8, s.device());
   // The CPU code's log(K), computed on the host as it does.
   const double log_k = K > 1 ? std::log(static_cast<double>(K)) : 1.0;
-  dispatch_float(dt, "budget_mask", [&]<typename T>() {
+  dispatch_compute(dt, s.device(), "budget_mask", [&]<typename T>() {
     kernels::cuda::budget_mask<T>(s.data<T>(), mask.data<uint8_t>(), rows, K, k_min, k_max, log_k);
   });
   return mask;

@@ -10,6 +10,14 @@ namespace im::layers {
 
 namespace {
 constexpr double kStandardiseEps = 1e-5;  // MODEL.md: epsilon of the redundancy loss
+constexpr double kVarianceFloor = 1e-12;  // keeps d sqrt(var) finite at var = 0
+
+// Losses are computed in float32 at least: a bfloat16 model's outputs are widened here,
+// so log-softmax, the batch sums and the loss values keep float precision (gradients
+// flow back through the cast in bfloat16).
+Tensor widened(const Tensor& t) {
+  return t.defined() && t.dtype() == DType::BFloat16 ? t.to(DType::Float32) : t;
+}
 
 Tensor labels_as_index(const Tensor& labels, int64_t batch) {
   IM_CHECK(labels.dim() == 1 && labels.size(0) == batch, "labels must be [", batch, "], got ",
@@ -48,7 +56,10 @@ Tensor redundancy_loss(const Tensor& r_g, const Tensor& r_h, const BatchReduce* 
     const Tensor centred = sub(r, mu);
     const Tensor variance =
         mul(global_sum(sum(mul(centred, centred), {0}, true), batch), inv_batch);
-    return div(centred, add(sqrt(variance), kStandardiseEps));
+    // σ_B = sqrt(var + 1e-12): where a column's values are all equal (var = 0, which
+    // bf16-rounded projections reach), sqrt's derivative would be infinite and 0 · inf a
+    // NaN; the true gradient there is finite. The shift is below 1e-6 of σ_B + ε.
+    return div(centred, add(sqrt(add(variance, kVarianceFloor)), kStandardiseEps));
   };
   const Tensor cov =
       mul(global_sum(matmul(standardise(r_g).transpose(0, 1), standardise(r_h)), batch), inv_batch);
@@ -58,16 +69,18 @@ Tensor redundancy_loss(const Tensor& r_g, const Tensor& r_h, const BatchReduce* 
 LossTerms compute_losses(const ModelOutput& out, const Tensor& prototypes, const Tensor& labels,
                          const LossConfig& cfg, const BatchReduce* batch) {
   LossTerms t;
-  Tensor ce = cross_entropy(out.logits, labels, cfg.label_smoothing, batch);
+  const Tensor r_g = widened(out.r_g), r_h = widened(out.r_h), hash_loss = widened(out.hash_loss);
+  const Tensor protos = widened(prototypes);
+  Tensor ce = cross_entropy(widened(out.logits), labels, cfg.label_smoothing, batch);
   t.ce = ce.item();
   t.total = ce;
   if (cfg.lambda_nce > 0) {
     // With a stream switched off, L_NCE averages the streams present.
     Tensor nce;
     int streams = 0;
-    for (const Tensor* r : {&out.r_g, &out.r_h}) {
+    for (const Tensor* r : {&r_g, &r_h}) {
       if (!r->defined()) continue;
-      Tensor term = info_nce(*r, prototypes, labels, cfg.tau_nce, batch);
+      Tensor term = info_nce(*r, protos, labels, cfg.tau_nce, batch);
       nce = nce.defined() ? add(nce, term) : term;
       ++streams;
     }
@@ -77,15 +90,15 @@ LossTerms compute_losses(const ModelOutput& out, const Tensor& prototypes, const
       t.total = add(t.total, mul(nce, cfg.lambda_nce));
     }
   }
-  if (cfg.lambda_red > 0 && out.r_g.defined() && out.r_h.defined() &&
-      global_batch_size(out.r_g.size(0), batch) > 1) {
-    Tensor red = redundancy_loss(out.r_g, out.r_h, batch);
+  if (cfg.lambda_red > 0 && r_g.defined() && r_h.defined() &&
+      global_batch_size(r_g.size(0), batch) > 1) {
+    Tensor red = redundancy_loss(r_g, r_h, batch);
     t.red = red.item();
     t.total = add(t.total, mul(red, cfg.lambda_red));
   }
-  if (cfg.lambda_hash > 0 && out.hash_loss.defined()) {
-    t.hash = out.hash_loss.item();
-    t.total = add(t.total, mul(out.hash_loss, cfg.lambda_hash));
+  if (cfg.lambda_hash > 0 && hash_loss.defined()) {
+    t.hash = hash_loss.item();
+    t.total = add(t.total, mul(hash_loss, cfg.lambda_hash));
   }
   return t;
 }

@@ -15,6 +15,9 @@ struct ParamOptions {
   // Decoupled weight decay applies to matrices (linear, conv, concept and hash tables);
   // norms, biases, embeddings, A_log, D, gains and prototypes are exempt (MODEL.md).
   bool weight_decay = false;
+  // Under bf16 training the model computes with this parameter in float32, not with a
+  // bfloat16 copy (MODEL.md §3: A_log, D and b_dt, which set the scan's decay rates).
+  bool keep_float32 = false;
 };
 
 struct NamedParameter {

@@ -17,10 +17,10 @@ namespace im::layers {
 AdamW::AdamW(ParameterStore& store, const OptimConfig& cfg)
     : store_(store),
       cfg_(cfg),
-      exp_avg_(Tensor::zeros({store.numel()}, store.flat_params().dtype(),
-                             store.flat_params().device())),
-      exp_avg_sq_(Tensor::zeros({store.numel()}, store.flat_params().dtype(),
-                                store.flat_params().device())) {}
+      exp_avg_(Tensor::zeros({store.numel()}, store.master_params().dtype(),
+                             store.master_params().device())),
+      exp_avg_sq_(Tensor::zeros({store.numel()}, store.master_params().dtype(),
+                                store.master_params().device())) {}
 
 void AdamW::step(double lr) {
   ++steps_;
@@ -31,16 +31,29 @@ void AdamW::step(double lr) {
                             cfg_.weight_decay,
                             1.0 - std::pow(cfg_.beta1, static_cast<double>(steps_)),
                             1.0 - std::pow(cfg_.beta2, static_cast<double>(steps_))};
-  Tensor& p = store_.flat_params();
+  Tensor& p = store_.master_params();
   const Tensor& g = store_.flat_grads();
   const Tensor& mask = store_.decay_mask();
-  // Every buffer is one flat contiguous tensor of the parameters' dtype and device (a
+  // Every buffer is one flat contiguous tensor of the masters' dtype and device (a
   // checkpoint restore copies into exp_avg/exp_avg_sq, so they stay where they were made).
   const Tensor* buffers[] = {&g, &exp_avg_, &exp_avg_sq_, &mask};
   for (const Tensor* t : buffers) {
     IM_CHECK(t->dtype() == p.dtype() && t->device() == p.device() && t->numel() == p.numel() &&
                  t->is_contiguous() && p.is_contiguous(),
              "adamw: ", t->describe(), " does not match the flat parameters ", p.describe());
+  }
+  if (store_.has_master()) {
+    Tensor& model = store_.flat_params();
+    IM_CHECK(p.dtype() == DType::Float32 && model.dtype() == DType::BFloat16 &&
+                 p.device().is_cuda() && model.is_contiguous(),
+             "adamw: mixed precision needs float32 masters and a bfloat16 model on a GPU, got ",
+             p.describe(), " and ", model.describe());
+#if IM_WITH_CUDA
+    kernels::cuda::adamw_mixed(p.data<float>(), model.data<bfloat16>(), g.data<float>(),
+                               exp_avg_.data<float>(), exp_avg_sq_.data<float>(),
+                               mask.data<float>(), p.numel(), s);
+#endif
+    return;
   }
   dispatch_float(p.dtype(), "adamw", [&]<typename T>() {
     if (p.device().is_cpu()) {

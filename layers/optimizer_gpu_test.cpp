@@ -74,3 +74,41 @@ TEST(AdamWGpu, StepsAndClippingMatchCpu) {
     EXPECT_GT(rel_error(cpu.flat_params(), start), 1e-3) << what;
   }
 }
+
+// Mixed precision: a bfloat16 store on the GPU keeps float32 masters and float32
+// gradients. One AdamW launch updates the masters exactly as float32 AdamW on the CPU
+// does, and leaves the model copy equal to the masters rounded to bf16.
+TEST(AdamWGpu, MixedPrecisionStepsMatchFloat32OnTheCpu) {
+  REQUIRE_GPU();
+  Params cpu_model(DType::Float32, 7), gpu_model(DType::Float32, 7);
+  ParameterStore cpu(cpu_model, DType::Float32), gpu(gpu_model, DType::BFloat16, Device::cuda());
+  ASSERT_TRUE(gpu.has_master());
+  ASSERT_EQ(gpu.flat_params().dtype(), DType::BFloat16);
+  ASSERT_EQ(gpu.flat_grads().dtype(), DType::Float32);
+  ASSERT_EQ(gpu.master_params().dtype(), DType::Float32);
+  EXPECT_EQ(rel_error(gpu.master_params(), cpu.flat_params()), 0.0);
+  OptimConfig cfg;
+  cfg.weight_decay = 0.1;
+  AdamW cpu_opt(cpu, cfg), gpu_opt(gpu, cfg);
+  EXPECT_EQ(gpu_opt.exp_avg().dtype(), DType::Float32);
+  const Tensor start = cpu.flat_params().clone();
+  im::Generator gen(13);
+  for (int step = 0; step < 5; ++step) {
+    const Tensor g = im::mul(im::randn({cpu.numel()}, gen, DType::Float32), step % 2 ? 10.0 : 0.01);
+    cpu.flat_grads().copy_(g);
+    gpu.flat_grads().copy_(g.to(Device::cuda()));
+    const double nc = clip_grad_norm(cpu, 1.0), ng = clip_grad_norm(gpu, 1.0);
+    EXPECT_NEAR(ng, nc, 1e-12 * nc) << "step " << step;
+    cpu_opt.step(1e-2);
+    gpu_opt.step(1e-2);
+  }
+  const double tol = float_tolerance(DType::Float32);
+  EXPECT_LT(rel_error(gpu.master_params(), cpu.flat_params()), tol);
+  EXPECT_LT(rel_error(gpu_opt.exp_avg(), cpu_opt.exp_avg()), tol);
+  EXPECT_LT(rel_error(gpu_opt.exp_avg_sq(), cpu_opt.exp_avg_sq()), tol);
+  // The model copy is the masters rounded to nearest even, element for element.
+  EXPECT_EQ(rel_error(gpu.flat_params().to(DType::Float32),
+                      im::testing::bf16_rounded(gpu.master_params().to(Device::cpu()))),
+            0.0);
+  EXPECT_GT(rel_error(cpu.flat_params(), start), 1e-3);
+}

@@ -24,13 +24,23 @@ ParameterStore::ParameterStore(Module& root, DType dtype, Device device) {
     offset += (slot.numel + kAlign - 1) / kAlign * kAlign;
     slots_.push_back(std::move(slot));
   }
-  params_ = Tensor::zeros({offset}, dtype, device);
-  grads_ = Tensor::zeros({offset}, dtype, device);
-  decay_mask_ = Tensor::zeros({offset}, dtype, device);
+  // bfloat16 lacks the precision to accumulate small updates, so it only ever holds a
+  // rounded copy of float32 masters.
+  const DType value_dtype = dtype == DType::BFloat16 ? DType::Float32 : dtype;
+  Tensor values = Tensor::zeros({offset}, value_dtype, device);
+  grads_ = Tensor::zeros({offset}, value_dtype, device);
+  decay_mask_ = Tensor::zeros({offset}, value_dtype, device);
   NoGradGuard no_grad;
   for (const ParamSlot& s : slots_) {
-    params_.slice(0, s.offset, s.offset + s.numel).view(s.shape).copy_(*s.tensor);
+    values.slice(0, s.offset, s.offset + s.numel).view(s.shape).copy_(*s.tensor);
     if (s.options.weight_decay) decay_mask_.slice(0, s.offset, s.offset + s.numel).fill_(1.0);
+  }
+  if (value_dtype == dtype) {
+    params_ = values;
+  } else {
+    master_ = values;
+    params_ = Tensor::zeros({offset}, dtype, device);
+    refresh_model_params();
   }
   rebind_leaves();
 }
@@ -38,12 +48,19 @@ ParameterStore::ParameterStore(Module& root, DType dtype, Device device) {
 void ParameterStore::rebind_leaves() {
   NoGradGuard no_grad;
   for (const ParamSlot& s : slots_) {
-    Tensor view = params_.slice(0, s.offset, s.offset + s.numel).view(s.shape);
+    const Tensor& values = has_master() && s.options.keep_float32 ? master_ : params_;
+    Tensor view = values.slice(0, s.offset, s.offset + s.numel).view(s.shape);
     view.set_requires_grad(true);
     view.set_name(s.name);
     view.set_grad(grads_.slice(0, s.offset, s.offset + s.numel).view(s.shape));
     *s.tensor = view;
   }
+}
+
+void ParameterStore::refresh_model_params() {
+  if (!has_master()) return;
+  NoGradGuard no_grad;
+  params_.copy_(master_);  // a cast: round to nearest even
 }
 
 void ParameterStore::zero_grad() {

@@ -7,25 +7,29 @@
 
 namespace im::layers {
 
-int64_t dt_rank(int64_t d_model) { return (d_model + 15) / 16; }
+int64_t dt_rank(int64_t d_model) {
+  return (d_model + 15) / 16;
+}
 
 ScanDirection::ScanDirection(const ModelConfig& cfg, const std::string& suffix, Generator& gen,
                              DType dtype)
     : rank_(dt_rank(cfg.d_model)), state_(cfg.d_state) {
   const int64_t E = cfg.expand * cfg.d_model, K = cfg.conv_kernel;
-  conv_weight_ = &register_parameter("conv_weight" + suffix, init_fan_in_uniform({E, K}, K, gen, dtype),
-                                     {.weight_decay = true});
+  conv_weight_ = &register_parameter(
+      "conv_weight" + suffix, init_fan_in_uniform({E, K}, K, gen, dtype), {.weight_decay = true});
   conv_bias_ = &register_parameter("conv_bias" + suffix, init_fan_in_uniform({E}, K, gen, dtype));
-  x_proj_ = &register_module(
-      "x_proj" + suffix, std::make_unique<Linear>(E, rank_ + 2 * state_, false, gen, dtype));
-  dt_proj_ = &register_module("dt_proj" + suffix, std::make_unique<Linear>(rank_, E, true, gen, dtype));
+  x_proj_ = &register_module("x_proj" + suffix,
+                             std::make_unique<Linear>(E, rank_ + 2 * state_, false, gen, dtype));
+  dt_proj_ = &register_module(
+      "dt_proj" + suffix,
+      std::make_unique<Linear>(rank_, E, true, gen, dtype, ParamOptions{.keep_float32 = true}));
   // Mamba's delta initialisation: U(+-1/sqrt(R)) weights, bias = softplus^-1(dt).
   const double bound = 1.0 / std::sqrt(static_cast<double>(rank_));
   dt_proj_->weight().copy_(rand_uniform({E, rank_}, gen, -bound, bound, dtype));
   dt_proj_->bias().copy_(init_dt_bias(E, gen, dtype));
   a_log_ = &register_parameter(suffix.empty() ? "A_log" : "A" + suffix + "_log",
-                               init_a_log(E, state_, dtype));
-  d_ = &register_parameter("D" + suffix, Tensor::ones({E}, dtype));
+                               init_a_log(E, state_, dtype), {.keep_float32 = true});
+  d_ = &register_parameter("D" + suffix, Tensor::ones({E}, dtype), {.keep_float32 = true});
 }
 
 Tensor ScanDirection::forward(const Tensor& u_raw, const Tensor& inject, const ForwardContext& ctx,
@@ -37,7 +41,9 @@ Tensor ScanDirection::forward(const Tensor& u_raw, const Tensor& inject, const F
                         : causal_depthwise_conv1d(u, *conv_weight_, *conv_bias_);
   const Tensor uc = silu(conv);
   const std::vector<Tensor> parts = split(x_proj_->forward(uc), {rank_, state_, state_}, -1);
-  Tensor delta = softplus(dt_proj_->forward(parts[0]));
+  // Under bf16 the float32 b_dt makes Δ float32 through the softplus; the scan then takes
+  // Δ in its inputs' dtype, A and D in float32 (MODEL.md §3).
+  Tensor delta = softplus(dt_proj_->forward(parts[0])).to(uc.dtype());
   if (ctx.token_mask.defined()) delta = mul(delta, ctx.token_mask.unsqueeze(-1));  // h passes pads
   const Tensor a = neg(exp(*a_log_));
   return selective_scan(uc, delta, a, parts[1], parts[2], *d_, inject, reverse);

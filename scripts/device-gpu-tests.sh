@@ -7,7 +7,7 @@
 #   cpu       the CPU suites on this host (ctest -LE "gpu|slurm")
 #   memcheck  compute-sanitizer memcheck over the gpu test binaries
 #   bench     selective-scan kernel bench and `infomamba_dist bench` runs (PERFORMANCE.md)
-#   train     Fashion-MNIST nano for one epoch on the GPU (needs datasets/fashion-mnist)
+#   train     Fashion-MNIST nano for one epoch on the GPU, fp32 and bf16 (needs datasets/fashion-mnist)
 #   profile   GPU time per kernel of training and inference steps of the small preset at 224
 #             (bench --kernel-profile)
 # Logs go to $OUT (or ./device-logs when OUT is unset).
@@ -50,15 +50,22 @@ if has bench; then
     echo "== bench $name (exit $?)"; grep -E "throughput|step time|forward|backward|optimiser|peak GPU|achieved|MFU|error" "$out/bench-$name.txt"
   }
   run_bench nano-train --config configs/fmnist_nano.toml --set train.device=cuda --warmup 5 --steps 30
-  run_bench small224-train --config configs/bench_small_224.toml --warmup 3 --steps 10 --peak-tflops 494.7
+  # configs/bench_small_224.toml is bf16 (989.4 TFLOP/s dense bf16 peak); fp32 for comparison
+  # (494.7 TFLOP/s dense TF32).
+  run_bench small224-train --config configs/bench_small_224.toml --warmup 3 --steps 10 --peak-tflops 989.4
+  run_bench small224-train-fp32 --config configs/bench_small_224.toml --set train.precision=fp32 \
+    --warmup 3 --steps 10 --peak-tflops 494.7
   for s in 224 384 512; do
     run_bench "small$s-infer" --config configs/bench_small_224.toml --mode inference \
-      --set model.image_size=$s --warmup 3 --steps 10 --peak-tflops 494.7
+      --set model.image_size=$s --warmup 3 --steps 10 --peak-tflops 989.4
   done
 fi
 if has train; then
-  timeout 500 "$bin" train --config configs/fmnist_nano.toml --set train.device=cuda \
-    --set run.dir="$out/fmnist_nano_gpu" 2>&1 | tee "$out/train-nano-gpu.log" | tail -6
+  timeout 250 "$bin" train --config configs/fmnist_nano.toml --set train.device=cuda \
+    --set run.dir="$out/fmnist_nano_gpu" 2>&1 | tee "$out/train-nano-gpu.log" | tail -3
+  timeout 250 "$bin" train --config configs/fmnist_nano.toml --set train.device=cuda \
+    --set train.precision=bf16 --set run.dir="$out/fmnist_nano_gpu_bf16" 2>&1 \
+    | tee "$out/train-nano-gpu-bf16.log" | tail -3
 fi
 if has profile; then
   # CUPTI's GPU time per kernel over the timed steps (bench --kernel-profile); ncu, which

@@ -82,4 +82,41 @@ inline void expect_op_matches_cpu(const std::function<Tensor(const Tensor&)>& op
   EXPECT_LT(error(xg.grad(), xc.grad()), tol) << what << " backward";
 }
 
+// The bound a bfloat16 CUDA kernel is held to (relative L2 error) against the float32
+// CPU kernel run on the same bfloat16-rounded inputs: bf16 keeps 8 significant bits, so
+// rounding the output alone costs up to 2^-9 per element.
+constexpr double kBf16Tolerance = 1e-2;
+
+// `values` rounded to bfloat16 and widened back to float32: the CPU reference's inputs.
+inline Tensor bf16_rounded(const Tensor& values) {
+  return values.detach().to(DType::BFloat16).to(DType::Float32);
+}
+
+// As expect_op_matches_cpu for the bfloat16 path: `op` runs on a float32 CPU leaf
+// holding `values` rounded to bfloat16 and on a bfloat16 GPU leaf; the bfloat16 output
+// and input gradient (from the same bf16-rounded upstream gradient) are widened to
+// float32 and compared within kBf16Tolerance.
+inline void expect_op_matches_cpu_bf16(const std::function<Tensor(const Tensor&)>& op,
+                                       const Tensor& values, const std::string& what,
+                                       uint64_t w_seed) {
+  const Tensor rounded = bf16_rounded(values);
+  const Tensor xc = leaf_on(rounded, Device::cpu());
+  const Tensor xg = leaf_on(rounded.to(DType::BFloat16), Device::cuda());
+  const Tensor yc = op(xc), yg = op(xg);
+  ASSERT_TRUE(yg.device().is_cuda()) << what;
+  ASSERT_EQ(yg.dtype(), DType::BFloat16) << what;
+  ASSERT_EQ(yg.shape(), yc.shape()) << what;
+  EXPECT_LT(rel_error(yg.detach().to(DType::Float32), yc.detach()), kBf16Tolerance)
+      << what << " forward";
+  Generator wgen(w_seed);
+  const Tensor w = bf16_rounded(randn(yc.shape(), wgen, DType::Float32));
+  yc.backward(w);
+  yg.backward(w.to(DType::BFloat16).to(Device::cuda()));
+  ASSERT_TRUE(xc.grad().defined()) << what;
+  ASSERT_TRUE(xg.grad().defined()) << what;
+  EXPECT_EQ(xg.grad().dtype(), DType::BFloat16) << what;
+  EXPECT_LT(rel_error(xg.grad().to(DType::Float32), xc.grad()), kBf16Tolerance)
+      << what << " backward";
+}
+
 }  // namespace im::testing

@@ -1,4 +1,5 @@
 // Convolutions: the mixer's causal depthwise conv1d and the image patch embedding's conv2d.
+// float32 and float64 on both devices; bfloat16 on the GPU (computed in float).
 #include "kernels/cpu/conv.h"
 #include "core/autograd.h"
 #include "core/dispatch.h"
@@ -41,11 +42,13 @@ Tensor causal_depthwise_conv1d(const Tensor& x, const Tensor& weight, const Tens
   const Tensor xc = x.detach().contiguous(), wc = weight.detach().contiguous();
   const Tensor bc = bias.defined() ? bias.detach().contiguous() : Tensor();
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dispatch_float(x.dtype(), op, [&]<typename T>() {
-    if (x.device().is_cpu()) {
-      kernels::cpu::causal_depthwise_conv1d<T>(xc.data<T>(), wc.data<T>(), data_or_null<T>(bc),
-                                               out.data<T>(), batch, len, channels, ksize);
-      return;
+  dispatch_compute(x.dtype(), x.device(), op, [&]<typename T>() {
+    if constexpr (has_cpu_kernel<T>) {
+      if (x.device().is_cpu()) {
+        kernels::cpu::causal_depthwise_conv1d<T>(xc.data<T>(), wc.data<T>(), data_or_null<T>(bc),
+                                                 out.data<T>(), batch, len, channels, ksize);
+        return;
+      }
     }
 #if IM_WITH_CUDA
     kernels::cuda::causal_depthwise_conv1d<T>(xc.data<T>(), wc.data<T>(), data_or_null<T>(bc),
@@ -55,35 +58,38 @@ Tensor causal_depthwise_conv1d(const Tensor& x, const Tensor& weight, const Tens
 
   if (any_requires_grad({x, weight, bias})) {
     const bool has_bias = bias.defined();
-    record_op(op, {x, weight, bias}, {out},
-              [xc, wc, has_bias, batch, len, channels, ksize](const std::vector<Tensor>& g,
-                                                              const auto& needs) {
-                const Tensor gc = g[0].contiguous();
-                Tensor dx, dw, db;
-                if (needs[0]) dx = Tensor::empty(xc.shape(), xc.dtype(), xc.device());
-                if (needs[1]) dw = Tensor::empty(wc.shape(), wc.dtype(), wc.device());
-                if (has_bias && needs[2]) db = Tensor::empty({channels}, xc.dtype(), xc.device());
-                dispatch_float(xc.dtype(), "causal_depthwise_conv1d", [&]<typename T>() {
-                  if (xc.device().is_cpu()) {
-                    kernels::cpu::causal_depthwise_conv1d_backward<T>(
-                        gc.data<T>(), xc.data<T>(), wc.data<T>(), data_or_null<T>(dx),
-                        data_or_null<T>(dw), data_or_null<T>(db), batch, len, channels, ksize);
-                    return;
-                  }
+    record_op(
+        op, {x, weight, bias}, {out},
+        [xc, wc, has_bias, batch, len, channels, ksize](const std::vector<Tensor>& g,
+                                                        const auto& needs) {
+          // In the op's dtype: a bfloat16 output may get a float32 gradient.
+          const Tensor gc = g[0].to(xc.dtype()).contiguous();
+          Tensor dx, dw, db;
+          if (needs[0]) dx = Tensor::empty(xc.shape(), xc.dtype(), xc.device());
+          if (needs[1]) dw = Tensor::empty(wc.shape(), wc.dtype(), wc.device());
+          if (has_bias && needs[2]) db = Tensor::empty({channels}, xc.dtype(), xc.device());
+          dispatch_compute(xc.dtype(), xc.device(), "causal_depthwise_conv1d", [&]<typename T>() {
+            if constexpr (has_cpu_kernel<T>) {
+              if (xc.device().is_cpu()) {
+                kernels::cpu::causal_depthwise_conv1d_backward<T>(
+                    gc.data<T>(), xc.data<T>(), wc.data<T>(), data_or_null<T>(dx),
+                    data_or_null<T>(dw), data_or_null<T>(db), batch, len, channels, ksize);
+                return;
+              }
+            }
 #if IM_WITH_CUDA
-                  // Per-block partial sums of dw and dbias (float64, whatever T is).
-                  const Tensor ws =
-                      Tensor::empty({kernels::cuda::causal_depthwise_conv1d_backward_workspace(
-                                        batch, len, channels, ksize)},
-                                    DType::Float64, xc.device());
-                  kernels::cuda::causal_depthwise_conv1d_backward<T>(
-                      gc.data<T>(), xc.data<T>(), wc.data<T>(), data_or_null<T>(dx),
-                      data_or_null<T>(dw), data_or_null<T>(db), batch, len, channels, ksize,
-                      ws.data<double>());
+            // Per-block partial sums of dw and dbias (float64, whatever T is).
+            const Tensor ws =
+                Tensor::empty({kernels::cuda::causal_depthwise_conv1d_backward_workspace(
+                                  batch, len, channels, ksize)},
+                              DType::Float64, xc.device());
+            kernels::cuda::causal_depthwise_conv1d_backward<T>(
+                gc.data<T>(), xc.data<T>(), wc.data<T>(), data_or_null<T>(dx), data_or_null<T>(dw),
+                data_or_null<T>(db), batch, len, channels, ksize, ws.data<double>());
 #endif
-                });
-                return std::vector<Tensor>{dx, dw, db};
-              });
+          });
+          return std::vector<Tensor>{dx, dw, db};
+        });
   }
   return out;
 }
@@ -128,14 +134,18 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
   const Tensor bc = bias.defined() ? bias.detach().contiguous() : Tensor();
   Tensor out =
       Tensor::empty({geo.batch, geo.out_channels, geo.out_h, geo.out_w}, x.dtype(), x.device());
-  dispatch_float(x.dtype(), op, [&]<typename T>() {
-    if (x.device().is_cpu()) {
-      kernels::cpu::conv2d<T>(xc.data<T>(), wc.data<T>(), data_or_null<T>(bc), out.data<T>(), geo);
-      return;
+  dispatch_compute(x.dtype(), x.device(), op, [&]<typename T>() {
+    if constexpr (has_cpu_kernel<T>) {
+      if (x.device().is_cpu()) {
+        kernels::cpu::conv2d<T>(xc.data<T>(), wc.data<T>(), data_or_null<T>(bc), out.data<T>(),
+                                geo);
+        return;
+      }
     }
 #if IM_WITH_CUDA
     // Column matrices of a chunk of samples and the chunk's GEMM output.
-    const Tensor ws = Tensor::empty({kernels::cuda::conv2d_workspace(geo)}, x.dtype(), x.device());
+    const Tensor ws =
+        Tensor::empty({kernels::cuda::conv2d_workspace<T>(geo)}, x.dtype(), x.device());
     kernels::cuda::conv2d<T>(xc.data<T>(), wc.data<T>(), data_or_null<T>(bc), out.data<T>(), geo,
                              ws.data<T>());
 #endif
@@ -145,21 +155,24 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
     const bool has_bias = bias.defined();
     record_op(op, {x, weight, bias}, {out},
               [xc, wc, has_bias, geo](const std::vector<Tensor>& g, const auto& needs) {
-                const Tensor gc = g[0].contiguous();
+                // In the op's dtype: a bfloat16 output may get a float32 gradient.
+                const Tensor gc = g[0].to(xc.dtype()).contiguous();
                 Tensor dx, dw, db;
                 if (needs[0]) dx = Tensor::empty(xc.shape(), xc.dtype(), xc.device());
                 if (needs[1]) dw = Tensor::empty(wc.shape(), wc.dtype(), wc.device());
                 if (has_bias && needs[2])
                   db = Tensor::empty({geo.out_channels}, xc.dtype(), xc.device());
-                dispatch_float(xc.dtype(), "conv2d", [&]<typename T>() {
-                  if (xc.device().is_cpu()) {
-                    kernels::cpu::conv2d_backward<T>(gc.data<T>(), xc.data<T>(), wc.data<T>(),
-                                                     data_or_null<T>(dx), data_or_null<T>(dw),
-                                                     data_or_null<T>(db), geo);
-                    return;
+                dispatch_compute(xc.dtype(), xc.device(), "conv2d", [&]<typename T>() {
+                  if constexpr (has_cpu_kernel<T>) {
+                    if (xc.device().is_cpu()) {
+                      kernels::cpu::conv2d_backward<T>(gc.data<T>(), xc.data<T>(), wc.data<T>(),
+                                                       data_or_null<T>(dx), data_or_null<T>(dw),
+                                                       data_or_null<T>(db), geo);
+                      return;
+                    }
                   }
 #if IM_WITH_CUDA
-                  const Tensor ws = Tensor::empty({kernels::cuda::conv2d_workspace(geo)},
+                  const Tensor ws = Tensor::empty({kernels::cuda::conv2d_workspace<T>(geo)},
                                                   xc.dtype(), xc.device());
                   kernels::cuda::conv2d_backward<T>(gc.data<T>(), xc.data<T>(), wc.data<T>(),
                                                     data_or_null<T>(dx), data_or_null<T>(dw),

@@ -31,10 +31,12 @@ ScanShape scan_shape(const Shape& shape, int64_t dim) {
 Tensor cumsum_kernel(const Tensor& x, const ScanShape& s, bool reverse) {
   const Tensor xc = x.detach().contiguous();
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dispatch_float(x.dtype(), "cumsum", [&]<typename T>() {
-    if (x.device().is_cpu()) {
-      kernels::cpu::cumsum<T>(xc.data<T>(), out.data<T>(), s.outer, s.n, s.inner, reverse);
-      return;
+  dispatch_compute(x.dtype(), x.device(), "cumsum", [&]<typename T>() {
+    if constexpr (has_cpu_kernel<T>) {
+      if (x.device().is_cpu()) {
+        kernels::cpu::cumsum<T>(xc.data<T>(), out.data<T>(), s.outer, s.n, s.inner, reverse);
+        return;
+      }
     }
 #if IM_WITH_CUDA
     const size_t bytes = kernels::cuda::cumsum_workspace_bytes(s.outer, s.n, s.inner);

@@ -1,6 +1,7 @@
 // Dropout and drop-path (stochastic depth). Masks come from the caller's Generator via
 // bernoulli_mask, so a run is reproducible from the generator's (seed, offset) and a
-// CUDA kernel given the same state draws the same mask.
+// CUDA kernel given the same state draws the same mask. The mask does not depend on the
+// dtype, so a bfloat16 run (GPU only) drops the same elements as a float32 one.
 #include "kernels/cpu/dropout.h"
 #include "core/autograd.h"
 #include "core/dispatch.h"
@@ -19,8 +20,8 @@ namespace {
 void check_args(const Tensor& x, double p, const char* op) {
   IM_CHECK(x.defined(), op, ": x must be defined");
   IM_CHECK(p >= 0.0 && p < 1.0, op, ": p must be in [0, 1), got ", p);
-  IM_CHECK(x.dtype() == DType::Float32 || x.dtype() == DType::Float64, op,
-           ": expected a float32 or float64 tensor, got ", x.describe());
+  // The dtypes of dispatch_compute: float32/float64 anywhere, bfloat16 on a GPU only.
+  dispatch_compute(x.dtype(), x.device(), op, []<typename T>() {});
 }
 
 Tensor masked_scale(const Tensor& x, const Tensor& mask, int64_t group, double scale,
@@ -29,15 +30,20 @@ Tensor masked_scale(const Tensor& x, const Tensor& mask, int64_t group, double s
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
   IM_CHECK(mask.device() == x.device(), op, ": mask on ", mask.device().str(), " for ",
            x.describe());
-  dispatch_float(x.dtype(), op, [&]<typename T>() {
-    if (x.device().is_cpu()) {
-      kernels::cpu::masked_scale<T>(xc.data<T>(), mask.data<uint8_t>(), group,
-                                    static_cast<T>(scale), out.data<T>(), out.numel());
-      return;
+  dispatch_compute(x.dtype(), x.device(), op, [&]<typename T>() {
+    // The scale stays in the compute type: 1 / (1 - p) rounded to bfloat16 would be off
+    // by up to 2^-9 on every kept element.
+    const auto s = static_cast<compute_t<T>>(scale);
+    if constexpr (has_cpu_kernel<T>) {
+      if (x.device().is_cpu()) {
+        kernels::cpu::masked_scale<T>(xc.data<T>(), mask.data<uint8_t>(), group, s, out.data<T>(),
+                                      out.numel());
+        return;
+      }
     }
 #if IM_WITH_CUDA
-    kernels::cuda::masked_scale<T>(xc.data<T>(), mask.data<uint8_t>(), group, static_cast<T>(scale),
-                                   out.data<T>(), out.numel());
+    kernels::cuda::masked_scale<T>(xc.data<T>(), mask.data<uint8_t>(), group, s, out.data<T>(),
+                                   out.numel());
 #endif
   });
   return out;

@@ -44,12 +44,14 @@ Tensor binary_kernel(BinaryOp op, const Tensor& a, const Tensor& b, const char* 
   const Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
   const Tensor ea = a.detach().expand(shape), eb = b.detach().expand(shape);
   Tensor out = Tensor::empty(shape, a.dtype(), a.device());
-  dispatch_float(a.dtype(), name, [&]<typename T>() {
-    if (a.device().is_cpu()) {
-      kernels::cpu::binary<T>(op, static_cast<const T*>(ea.data_ptr()), ea.strides(),
-                              static_cast<const T*>(eb.data_ptr()), eb.strides(),
-                              static_cast<T*>(out.data_ptr()), shape);
-      return;
+  dispatch_compute(a.dtype(), a.device(), name, [&]<typename T>() {
+    if constexpr (has_cpu_kernel<T>) {
+      if (a.device().is_cpu()) {
+        kernels::cpu::binary<T>(op, static_cast<const T*>(ea.data_ptr()), ea.strides(),
+                                static_cast<const T*>(eb.data_ptr()), eb.strides(),
+                                static_cast<T*>(out.data_ptr()), shape);
+        return;
+      }
     }
 #if IM_WITH_CUDA
     kernels::cuda::binary<T>(op, static_cast<const T*>(ea.data_ptr()), ea.strides(),
@@ -63,11 +65,13 @@ Tensor binary_kernel(BinaryOp op, const Tensor& a, const Tensor& b, const char* 
 Tensor unary_kernel(UnaryOp op, UnaryParams p, const Tensor& x, const char* name) {
   const Tensor xc = x.detach().contiguous();
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dispatch_float(x.dtype(), name, [&]<typename T>() {
-    if (x.device().is_cpu()) {
-      kernels::cpu::unary<T>(op, p, static_cast<const T*>(xc.data_ptr()),
-                             static_cast<T*>(out.data_ptr()), out.numel());
-      return;
+  dispatch_compute(x.dtype(), x.device(), name, [&]<typename T>() {
+    if constexpr (has_cpu_kernel<T>) {
+      if (x.device().is_cpu()) {
+        kernels::cpu::unary<T>(op, p, static_cast<const T*>(xc.data_ptr()),
+                               static_cast<T*>(out.data_ptr()), out.numel());
+        return;
+      }
     }
 #if IM_WITH_CUDA
     kernels::cuda::unary<T>(op, p, static_cast<const T*>(xc.data_ptr()),
@@ -82,13 +86,15 @@ Tensor unary_backward_kernel(UnaryOp op, UnaryParams p, const Tensor& g, const T
   const Tensor gc = g.contiguous(), xc = x.contiguous();
   const Tensor yc = y.defined() ? y.contiguous() : Tensor();
   Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dispatch_float(x.dtype(), name, [&]<typename T>() {
+  dispatch_compute(x.dtype(), x.device(), name, [&]<typename T>() {
     const T* py = yc.defined() ? static_cast<const T*>(yc.data_ptr()) : nullptr;
-    if (x.device().is_cpu()) {
-      kernels::cpu::unary_backward<T>(op, p, static_cast<const T*>(gc.data_ptr()),
-                                      static_cast<const T*>(xc.data_ptr()), py,
-                                      static_cast<T*>(dx.data_ptr()), dx.numel());
-      return;
+    if constexpr (has_cpu_kernel<T>) {
+      if (x.device().is_cpu()) {
+        kernels::cpu::unary_backward<T>(op, p, static_cast<const T*>(gc.data_ptr()),
+                                        static_cast<const T*>(xc.data_ptr()), py,
+                                        static_cast<T*>(dx.data_ptr()), dx.numel());
+        return;
+      }
     }
 #if IM_WITH_CUDA
     kernels::cuda::unary_backward<T>(op, p, static_cast<const T*>(gc.data_ptr()),
@@ -99,17 +105,18 @@ Tensor unary_backward_kernel(UnaryOp op, UnaryParams p, const Tensor& g, const T
   return dx;
 }
 
-// Ops whose derivative reads the output y rather than (only) the input x.
-bool backward_reads_output(UnaryOp op) {
-  return op == UnaryOp::Exp || op == UnaryOp::Sqrt || op == UnaryOp::Rsqrt || op == UnaryOp::Tanh ||
-         op == UnaryOp::Sigmoid;
+// Whether the backward gets the forward output y. bfloat16 does not: its CUDA kernel
+// recomputes y from x in float, because a y of 8 bits ruins derivatives such as 1 - y^2
+// (tanh) and y (1 - y) (sigmoid) near saturation; not keeping y also saves its memory.
+bool saves_output(UnaryOp op, DType dtype) {
+  return kernels::backward_reads_output(op) && dtype != DType::BFloat16;
 }
 
 Tensor unary(UnaryOp op, UnaryParams p, const Tensor& x, const char* name) {
   Tensor out = unary_kernel(op, p, x, name);
   if (any_requires_grad({x})) {
     const Tensor xs = x.detach();
-    const Tensor ys = backward_reads_output(op) ? out.detach() : Tensor();
+    const Tensor ys = saves_output(op, x.dtype()) ? out.detach() : Tensor();
     record_op(name, {x}, {out}, [op, p, xs, ys, name](const std::vector<Tensor>& g, const auto&) {
       return std::vector<Tensor>{unary_backward_kernel(op, p, g[0], xs, ys, name)};
     });
@@ -166,18 +173,39 @@ Tensor div(const Tensor& a, const Tensor& b) {
 }
 
 namespace {
-// Filled in place on t's device (a GPU fill kernel takes the value as an argument), so a
-// scalar operand costs no host-to-device copy.
-Tensor scalar_like(double v, const Tensor& t) {
-  return Tensor::full({}, v, t.dtype(), t.device());
+
+// out = a op s for a number s. The CPU reference broadcasts a 0-d tensor of a's dtype;
+// the CUDA kernel takes s as an argument in the compute type, so a bfloat16 tensor's
+// scalar keeps float precision (1/n in a mean is not rounded to 8 bits first). For
+// float32 and float64 both see the same value, static_cast<T>(s).
+Tensor scalar_kernel(BinaryOp op, const Tensor& a, double s, const char* name) {
+  if (a.device().is_cpu())
+    return binary_kernel(op, a, Tensor::full({}, s, a.dtype(), a.device()), name);
+  const Tensor ad = a.detach();
+  Tensor out = Tensor::empty(a.shape(), a.dtype(), a.device());
+  dispatch_compute(a.dtype(), a.device(), name, [&]<typename T>() {
+#if IM_WITH_CUDA
+    kernels::cuda::binary_scalar<T>(op, static_cast<const T*>(ad.data_ptr()), ad.strides(), s,
+                                    static_cast<T*>(out.data_ptr()), out.shape());
+#endif
+  });
+  return out;
 }
+
 }  // namespace
 
 Tensor add(const Tensor& a, double b) {
-  return add(a, scalar_like(b, a));
+  Tensor out = scalar_kernel(BinaryOp::Add, a, b, "add");
+  record_op("add", {a}, {out},
+            [](const std::vector<Tensor>& g, const auto&) { return std::vector<Tensor>{g[0]}; });
+  return out;
 }
 Tensor mul(const Tensor& a, double b) {
-  return mul(a, scalar_like(b, a));
+  Tensor out = scalar_kernel(BinaryOp::Mul, a, b, "mul");
+  record_op("mul", {a}, {out}, [b](const std::vector<Tensor>& g, const auto&) {
+    return std::vector<Tensor>{mul(g[0], b)};
+  });
+  return out;
 }
 
 Tensor neg(const Tensor& x) {
@@ -258,11 +286,13 @@ void accumulate_into(Tensor& dst, const Tensor& src) {
            " must be contiguous");
   check_same_dtype_device(dst, src, "accumulate_into");
   const Tensor e = src.detach().expand(dst.shape());
-  dispatch_float(dst.dtype(), "accumulate_into", [&]<typename T>() {
-    if (dst.device().is_cpu()) {
-      kernels::cpu::accumulate<T>(static_cast<T*>(dst.data_ptr()),
-                                  static_cast<const T*>(e.data_ptr()), e.strides(), dst.shape());
-      return;
+  dispatch_compute(dst.dtype(), dst.device(), "accumulate_into", [&]<typename T>() {
+    if constexpr (has_cpu_kernel<T>) {
+      if (dst.device().is_cpu()) {
+        kernels::cpu::accumulate<T>(static_cast<T*>(dst.data_ptr()),
+                                    static_cast<const T*>(e.data_ptr()), e.strides(), dst.shape());
+        return;
+      }
     }
 #if IM_WITH_CUDA
     kernels::cuda::binary<T>(BinaryOp::Add, static_cast<const T*>(dst.data_ptr()), dst.strides(),

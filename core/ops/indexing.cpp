@@ -2,6 +2,9 @@
 // Index tensors are made contiguous once and range-checked before any kernel reads
 // through them, so a bad id is an im::Error naming it, never an out-of-bounds read.
 // On CUDA tensors that check reads one int64 back from the device (a stream sync).
+// Values are float32 or float64 anywhere and bfloat16 on a GPU; sums over repeated
+// indices (embedding and gather backward, scatter_add) accumulate in float32 for
+// bfloat16 and are rounded once.
 #include <optional>
 
 #include "core/autograd.h"
@@ -54,10 +57,11 @@ void check_index_tensor(const Tensor& index, const char* op, const char* arg) {
            " must be an int32 or int64 tensor, got ", index.describe());
 }
 
+// bfloat16 passes here; dispatch_compute then rejects it on the CPU with its own message.
 void check_float_tensor(const Tensor& t, const char* op, const char* arg) {
   IM_CHECK(t.defined(), op, ": ", arg, " is undefined");
-  IM_CHECK(t.dtype() == DType::Float32 || t.dtype() == DType::Float64, op, ": ", arg,
-           " must be a float32 or float64 tensor, got ", t.describe());
+  IM_CHECK(is_floating(t.dtype()), op, ": ", arg,
+           " must be a float32, float64 or bfloat16 tensor, got ", t.describe());
 }
 
 void check_mask_tensor(const Tensor& m, const char* op, const char* arg) {
@@ -73,16 +77,30 @@ void check_same_device(const Tensor& data, const Tensor& t, const char* op, cons
 
 // ---- gather / scatter-add cores, shared by topk's backward -----------------------------
 
+// The dtype sums over repeated indices run in: float32 for bfloat16 (float atomics, and
+// no bfloat16 rounding per addition), the values' own dtype otherwise.
+DType accumulate_dtype(DType values) {
+  return values == DType::BFloat16 ? DType::Float32 : values;
+}
+
+// An accumulator back in the values' dtype: a float32 accumulator of bfloat16 values is
+// rounded once here; other accumulators already are in it.
+Tensor from_accumulator(const Tensor& acc, DType dtype) {
+  return acc.dtype() == dtype ? acc : acc.to(dtype);
+}
+
 // out (index's shape) = x gathered along dim; index contiguous and already validated.
 Tensor gather_kernel(const Tensor& x, int64_t dim, const Tensor& index) {
   Tensor out = Tensor::empty(index.shape(), x.dtype(), x.device());
   const Tensor xd = x.detach();
-  dispatch_float(x.dtype(), "gather", [&]<typename T>() {
+  dispatch_compute(x.dtype(), x.device(), "gather", [&]<typename T>() {
     dispatch_index(index.dtype(), "gather", [&]<typename I>() {
-      if (x.device().is_cpu()) {
-        kernels::cpu::gather<T, I>(xd.data<T>(), xd.strides(), dim, index.data<I>(), out.data<T>(),
-                                   index.shape());
-        return;
+      if constexpr (has_cpu_kernel<T>) {
+        if (x.device().is_cpu()) {
+          kernels::cpu::gather<T, I>(xd.data<T>(), xd.strides(), dim, index.data<I>(),
+                                     out.data<T>(), index.shape());
+          return;
+        }
       }
 #if IM_WITH_CUDA
       kernels::cuda::gather<T, I>(xd.data<T>(), xd.strides(), dim, index.data<I>(), out.data<T>(),
@@ -93,22 +111,33 @@ Tensor gather_kernel(const Tensor& x, int64_t dim, const Tensor& index) {
   return out;
 }
 
-// out (contiguous, modified in place) += src scattered along dim over index's shape.
-void scatter_add_kernel(Tensor& out, int64_t dim, const Tensor& index, const Tensor& src) {
+// acc (in accumulate_dtype(src.dtype()), modified in place) += src scattered along dim
+// over index's shape.
+void scatter_add_kernel(Tensor& acc, int64_t dim, const Tensor& index, const Tensor& src) {
   const Tensor sd = src.detach();
-  dispatch_float(out.dtype(), "scatter_add", [&]<typename T>() {
+  dispatch_compute(src.dtype(), src.device(), "scatter_add", [&]<typename T>() {
+    using C = compute_t<T>;
     dispatch_index(index.dtype(), "scatter_add", [&]<typename I>() {
-      if (out.device().is_cpu()) {
-        kernels::cpu::scatter_add<T, I>(out.data<T>(), out.strides(), dim, index.data<I>(),
-                                        sd.data<T>(), sd.strides(), index.shape());
-        return;
+      if constexpr (has_cpu_kernel<T>) {
+        if (acc.device().is_cpu()) {
+          kernels::cpu::scatter_add<T, I>(acc.data<T>(), acc.strides(), dim, index.data<I>(),
+                                          sd.data<T>(), sd.strides(), index.shape());
+          return;
+        }
       }
 #if IM_WITH_CUDA
-      kernels::cuda::scatter_add<T, I>(out.data<T>(), out.strides(), dim, index.data<I>(),
+      kernels::cuda::scatter_add<T, I>(acc.data<C>(), acc.strides(), dim, index.data<I>(),
                                        sd.data<T>(), sd.strides(), index.shape());
 #endif
     });
   });
+}
+
+// A zero tensor of `shape` plus src scattered along dim: the backward of gather and topk.
+Tensor scatter_into_zeros(const Shape& shape, int64_t dim, const Tensor& index, const Tensor& src) {
+  Tensor acc = Tensor::zeros(shape, accumulate_dtype(src.dtype()), src.device());
+  scatter_add_kernel(acc, dim, index, src);
+  return from_accumulator(acc, src.dtype());
 }
 
 // ---- where / masked_fill cores, shared with their backward ----------------------------
@@ -117,11 +146,13 @@ Tensor where_kernel(const Tensor& cond, const Tensor& a, const Tensor& b, const 
   const Tensor ec = cond.detach().expand(shape), ea = a.detach().expand(shape),
                eb = b.detach().expand(shape);
   Tensor out = Tensor::empty(shape, a.dtype(), a.device());
-  dispatch_float(a.dtype(), "where", [&]<typename T>() {
-    if (a.device().is_cpu()) {
-      kernels::cpu::where<T>(ec.data<uint8_t>(), ec.strides(), ea.data<T>(), ea.strides(),
-                             eb.data<T>(), eb.strides(), out.data<T>(), shape);
-      return;
+  dispatch_compute(a.dtype(), a.device(), "where", [&]<typename T>() {
+    if constexpr (has_cpu_kernel<T>) {
+      if (a.device().is_cpu()) {
+        kernels::cpu::where<T>(ec.data<uint8_t>(), ec.strides(), ea.data<T>(), ea.strides(),
+                               eb.data<T>(), eb.strides(), out.data<T>(), shape);
+        return;
+      }
     }
 #if IM_WITH_CUDA
     kernels::cuda::where<T>(ec.data<uint8_t>(), ec.strides(), ea.data<T>(), ea.strides(),
@@ -134,15 +165,17 @@ Tensor where_kernel(const Tensor& cond, const Tensor& a, const Tensor& b, const 
 Tensor masked_fill_kernel(const Tensor& x, const Tensor& mask, double value) {
   const Tensor xd = x.detach(), em = mask.detach().expand(x.shape());
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dispatch_float(x.dtype(), "masked_fill", [&]<typename T>() {
-    if (x.device().is_cpu()) {
-      kernels::cpu::masked_fill<T>(xd.data<T>(), xd.strides(), em.data<uint8_t>(), em.strides(),
-                                   static_cast<T>(value), out.data<T>(), x.shape());
-      return;
+  dispatch_compute(x.dtype(), x.device(), "masked_fill", [&]<typename T>() {
+    if constexpr (has_cpu_kernel<T>) {
+      if (x.device().is_cpu()) {
+        kernels::cpu::masked_fill<T>(xd.data<T>(), xd.strides(), em.data<uint8_t>(), em.strides(),
+                                     static_cast<T>(value), out.data<T>(), x.shape());
+        return;
+      }
     }
 #if IM_WITH_CUDA
     kernels::cuda::masked_fill<T>(xd.data<T>(), xd.strides(), em.data<uint8_t>(), em.strides(),
-                                  static_cast<T>(value), out.data<T>(), x.shape());
+                                  convert<T>(value), out.data<T>(), x.shape());
 #endif
   });
   return out;
@@ -190,12 +223,14 @@ Tensor embedding(const Tensor& table, const Tensor& ids, int64_t padding_idx) {
   Tensor out = Tensor::empty(out_shape, table.dtype(), table.device());
   const Tensor tc = table.detach().contiguous();
   const int64_t n = ids.numel();
-  dispatch_float(table.dtype(), "embedding", [&]<typename T>() {
+  dispatch_compute(table.dtype(), table.device(), "embedding", [&]<typename T>() {
     dispatch_index(ids_c.dtype(), "embedding", [&]<typename I>() {
-      if (table.device().is_cpu()) {
-        kernels::cpu::embedding_forward<T, I>(tc.data<T>(), ids_c.data<I>(), out.data<T>(), n,
-                                              width);
-        return;
+      if constexpr (has_cpu_kernel<T>) {
+        if (table.device().is_cpu()) {
+          kernels::cpu::embedding_forward<T, I>(tc.data<T>(), ids_c.data<I>(), out.data<T>(), n,
+                                                width);
+          return;
+        }
       }
 #if IM_WITH_CUDA
       kernels::cuda::embedding_forward<T, I>(tc.data<T>(), ids_c.data<I>(), out.data<T>(), n,
@@ -209,21 +244,24 @@ Tensor embedding(const Tensor& table, const Tensor& ids, int64_t padding_idx) {
             [ids_c, vocab, width, n, padding_idx, dtype, device](const std::vector<Tensor>& g,
                                                                  const auto&) {
               const Tensor gc = g[0].contiguous();
-              Tensor dtable = Tensor::zeros({vocab, width}, dtype, device);
-              dispatch_float(dtype, "embedding", [&]<typename T>() {
+              Tensor acc = Tensor::zeros({vocab, width}, accumulate_dtype(dtype), device);
+              dispatch_compute(dtype, device, "embedding", [&]<typename T>() {
+                using C = compute_t<T>;
                 dispatch_index(ids_c.dtype(), "embedding", [&]<typename I>() {
-                  if (device.is_cpu()) {
-                    kernels::cpu::embedding_backward<T, I>(gc.data<T>(), ids_c.data<I>(),
-                                                           dtable.data<T>(), n, width, padding_idx);
-                    return;
+                  if constexpr (has_cpu_kernel<T>) {
+                    if (device.is_cpu()) {
+                      kernels::cpu::embedding_backward<T, I>(gc.data<T>(), ids_c.data<I>(),
+                                                             acc.data<T>(), n, width, padding_idx);
+                      return;
+                    }
                   }
 #if IM_WITH_CUDA
                   kernels::cuda::embedding_backward<T, I>(gc.data<T>(), ids_c.data<I>(),
-                                                          dtable.data<T>(), n, width, padding_idx);
+                                                          acc.data<C>(), n, width, padding_idx);
 #endif
                 });
               });
-              return std::vector<Tensor>{dtable};
+              return std::vector<Tensor>{from_accumulator(acc, dtype)};
             });
   return out;
 }
@@ -242,9 +280,7 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   Tensor out = gather_kernel(x, dim, ic);
   const Shape x_shape = x.shape();
   record_op("gather", {x}, {out}, [ic, dim, x_shape](const std::vector<Tensor>& g, const auto&) {
-    Tensor dx = Tensor::zeros(x_shape, g[0].dtype(), g[0].device());
-    scatter_add_kernel(dx, dim, ic, g[0]);
-    return std::vector<Tensor>{dx};
+    return std::vector<Tensor>{scatter_into_zeros(x_shape, dim, ic, g[0])};
   });
   return out;
 }
@@ -267,8 +303,11 @@ Tensor scatter_add(const Tensor& base, int64_t dim, const Tensor& index, const T
   }
   const Tensor ic = index.detach().contiguous();
   check_index_values(ic, dim, base.size(dim), "scatter_add");
-  Tensor out = base.detach().clone();
-  scatter_add_kernel(out, dim, ic, src);
+  const Tensor bd = base.detach();
+  const DType acc_dtype = accumulate_dtype(base.dtype());
+  Tensor acc = acc_dtype == base.dtype() ? bd.clone() : bd.to(acc_dtype);
+  scatter_add_kernel(acc, dim, ic, src);
+  Tensor out = from_accumulator(acc, base.dtype());
   const Shape src_shape = src.shape();
   record_op("scatter_add", {base, src}, {out},
             [ic, dim, src_shape](const std::vector<Tensor>& g, const auto& needs) {
@@ -341,11 +380,13 @@ TopK topk(const Tensor& x, int64_t k, int64_t dim) {
   rows_shape.back() = k;
   Tensor values_rows = Tensor::empty(rows_shape, x.dtype(), x.device());
   Tensor indices_rows = Tensor::empty(rows_shape, DType::Int64, x.device());
-  dispatch_float(x.dtype(), "topk", [&]<typename T>() {
-    if (x.device().is_cpu()) {
-      kernels::cpu::topk_rows<T>(rows.data<T>(), values_rows.data<T>(),
-                                 indices_rows.data<int64_t>(), p.rows, p.cols, k);
-      return;
+  dispatch_compute(x.dtype(), x.device(), "topk", [&]<typename T>() {
+    if constexpr (has_cpu_kernel<T>) {
+      if (x.device().is_cpu()) {
+        kernels::cpu::topk_rows<T>(rows.data<T>(), values_rows.data<T>(),
+                                   indices_rows.data<int64_t>(), p.rows, p.cols, k);
+        return;
+      }
     }
 #if IM_WITH_CUDA
     kernels::cuda::topk_rows<T>(rows.data<T>(), values_rows.data<T>(), indices_rows.data<int64_t>(),
@@ -360,9 +401,7 @@ TopK topk(const Tensor& x, int64_t k, int64_t dim) {
     const int64_t d = p.dim;
     record_op("topk", {x}, {result.values},
               [idx, d, x_shape](const std::vector<Tensor>& g, const auto&) {
-                Tensor dx = Tensor::zeros(x_shape, g[0].dtype(), g[0].device());
-                scatter_add_kernel(dx, d, idx, g[0]);
-                return std::vector<Tensor>{dx};
+                return std::vector<Tensor>{scatter_into_zeros(x_shape, d, idx, g[0])};
               });
   }
   return result;

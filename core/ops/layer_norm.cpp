@@ -44,18 +44,24 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
   const Tensor wc = weight.defined() ? weight.detach().contiguous() : Tensor();
   const Tensor bc = bias.defined() ? bias.detach().contiguous() : Tensor();
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-  Tensor mean = Tensor::empty({rows}, x.dtype(), x.device());
-  Tensor rstd = Tensor::empty({rows}, x.dtype(), x.device());
-  dispatch_float(x.dtype(), "layer_norm", [&]<typename T>() {
-    if (x.device().is_cpu()) {
-      kernels::cpu::layer_norm_forward<T>(xc.data<T>(), ptr_or_null<T>(wc), ptr_or_null<T>(bc),
-                                          out.data<T>(), mean.data<T>(), rstd.data<T>(), rows, cols,
-                                          eps);
-      return;
+  // The saved statistics are in the compute type: float for bfloat16 x, whose rounding
+  // would shift every xhat of a row whose mean is large against its spread.
+  const DType stat_dtype = x.dtype() == DType::BFloat16 ? DType::Float32 : x.dtype();
+  Tensor mean = Tensor::empty({rows}, stat_dtype, x.device());
+  Tensor rstd = Tensor::empty({rows}, stat_dtype, x.device());
+  dispatch_compute(x.dtype(), x.device(), "layer_norm", [&]<typename T>() {
+    using C = compute_t<T>;
+    if constexpr (has_cpu_kernel<T>) {
+      if (x.device().is_cpu()) {
+        kernels::cpu::layer_norm_forward<T>(xc.data<T>(), ptr_or_null<T>(wc), ptr_or_null<T>(bc),
+                                            out.data<T>(), mean.data<C>(), rstd.data<C>(), rows,
+                                            cols, eps);
+        return;
+      }
     }
 #if IM_WITH_CUDA
     kernels::cuda::layer_norm_forward<T>(xc.data<T>(), ptr_or_null<T>(wc), ptr_or_null<T>(bc),
-                                         out.data<T>(), mean.data<T>(), rstd.data<T>(), rows, cols,
+                                         out.data<T>(), mean.data<C>(), rstd.data<C>(), rows, cols,
                                          eps);
 #endif
   });
@@ -71,15 +77,18 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
           if (needs[0]) dx = Tensor::empty(xc.shape(), xc.dtype(), xc.device());
           if (needs[1]) dw = Tensor::empty(wc.shape(), xc.dtype(), xc.device());
           if (needs[2] && has_bias) db = Tensor::empty({cols}, xc.dtype(), xc.device());
-          dispatch_float(xc.dtype(), "layer_norm", [&]<typename T>() {
+          dispatch_compute(xc.dtype(), xc.device(), "layer_norm", [&]<typename T>() {
+            using C = compute_t<T>;
             T* pdx = dx.defined() ? dx.data<T>() : nullptr;
             T* pdw = dw.defined() ? dw.data<T>() : nullptr;
             T* pdb = db.defined() ? db.data<T>() : nullptr;
-            if (xc.device().is_cpu()) {
-              kernels::cpu::layer_norm_backward<T>(gc.data<T>(), xc.data<T>(), mean.data<T>(),
-                                                   rstd.data<T>(), ptr_or_null<T>(wc), pdx, pdw,
-                                                   pdb, rows, cols);
-              return;
+            if constexpr (has_cpu_kernel<T>) {
+              if (xc.device().is_cpu()) {
+                kernels::cpu::layer_norm_backward<T>(gc.data<T>(), xc.data<T>(), mean.data<C>(),
+                                                     rstd.data<C>(), ptr_or_null<T>(wc), pdx, pdw,
+                                                     pdb, rows, cols);
+                return;
+              }
             }
 #if IM_WITH_CUDA
             const size_t bytes =
@@ -88,7 +97,7 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
                 bytes > 0 ? Tensor::empty({static_cast<int64_t>(bytes)}, DType::UInt8, xc.device())
                           : Tensor();
             kernels::cuda::layer_norm_backward<T>(
-                gc.data<T>(), xc.data<T>(), mean.data<T>(), rstd.data<T>(), ptr_or_null<T>(wc), pdx,
+                gc.data<T>(), xc.data<T>(), mean.data<C>(), rstd.data<C>(), ptr_or_null<T>(wc), pdx,
                 pdw, pdb, rows, cols, ws.defined() ? ws.data_ptr() : nullptr);
 #endif
           });

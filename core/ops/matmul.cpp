@@ -1,6 +1,7 @@
 // Matrix product over the last two dims, batched and broadcast over the leading ones,
 // through BLAS (CPU) or cuBLAS/cuBLASLt (CUDA) without copying operands that are merely
-// transposed.
+// transposed. bfloat16 runs on the GPU only: bfloat16 operands and output, float32
+// accumulation (cuBLASLt).
 #include <algorithm>
 
 #include "core/autograd.h"
@@ -62,18 +63,22 @@ void run_gemms(const GemmOperand& pa, const GemmOperand& pb, T* c, const Shape& 
   const T* base_a = static_cast<const T*>(pa.t.data_ptr());
   const T* base_b = static_cast<const T*>(pb.t.data_ptr());
   const int64_t batches = shape_numel(batch);
+  // alpha = 1, beta = 0 as T (bfloat16 has no conversion from int; both are exact).
+  const T one = convert<T>(1.0f), zero = convert<T>(0.0f);
   auto gemm = [&](int64_t rows, const T* a, int64_t sa, const T* b, int64_t sb, T* cc,
                   int64_t count) {
     if (on_gpu) {
 #if IM_WITH_CUDA
-      kernels::cuda::gemm_strided_batched<T>(pa.trans, pb.trans, rows, n, k, T(1), a, pa.ld, sa, b,
-                                             pb.ld, sb, T(0), cc, n, rows * n, count);
+      kernels::cuda::gemm_strided_batched<T>(pa.trans, pb.trans, rows, n, k, one, a, pa.ld, sa, b,
+                                             pb.ld, sb, zero, cc, n, rows * n, count);
 #endif
       return;
     }
-    for (int64_t i = 0; i < count; ++i)
-      kernels::cpu::gemm<T>(pa.trans, pb.trans, rows, n, k, T(1), a + i * sa, pa.ld, b + i * sb,
-                            pb.ld, T(0), cc + i * rows * n, n);
+    if constexpr (has_cpu_kernel<T>) {
+      for (int64_t i = 0; i < count; ++i)
+        kernels::cpu::gemm<T>(pa.trans, pb.trans, rows, n, k, one, a + i * sa, pa.ld, b + i * sb,
+                              pb.ld, zero, cc + i * rows * n, n);
+    }
   };
   const int64_t stride_a = collapsed_batch_stride(pa.t, batch);
   const int64_t stride_b = collapsed_batch_stride(pb.t, batch);
@@ -115,7 +120,7 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b) {
   shape_b.insert(shape_b.end(), {k, n});
   const GemmOperand pa = prepare(a.detach().expand(shape_a));
   const GemmOperand pb = prepare(b.detach().expand(shape_b));
-  dispatch_float(a.dtype(), "matmul", [&]<typename T>() {
+  dispatch_compute(a.dtype(), a.device(), "matmul", [&]<typename T>() {
     run_gemms<T>(pa, pb, static_cast<T*>(out.data_ptr()), batch, m, n, k, a.device().is_cuda());
   });
   return out;

@@ -97,10 +97,12 @@ Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
     // Bias gradients and batch sums: read x in place as [reduced, kept] and add rows,
     // instead of permuting it into a copy.
     const Tensor xc = x.detach();
-    dispatch_float(x.dtype(), "sum", [&]<typename T>() {
-      if (x.device().is_cpu()) {
-        kernels::cpu::sum_cols<T>(xc.data<T>(), out.data<T>(), p.cols, p.rows);
-        return;
+    dispatch_compute(x.dtype(), x.device(), "sum", [&]<typename T>() {
+      if constexpr (has_cpu_kernel<T>) {
+        if (x.device().is_cpu()) {
+          kernels::cpu::sum_cols<T>(xc.data<T>(), out.data<T>(), p.cols, p.rows);
+          return;
+        }
       }
 #if IM_WITH_CUDA
       const Tensor ws =
@@ -110,10 +112,12 @@ Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
     });
   } else {
     const Tensor rows = rows_view(x, p);
-    dispatch_float(x.dtype(), "sum", [&]<typename T>() {
-      if (x.device().is_cpu()) {
-        kernels::cpu::sum_rows<T>(rows.data<T>(), out.data<T>(), p.rows, p.cols);
-        return;
+    dispatch_compute(x.dtype(), x.device(), "sum", [&]<typename T>() {
+      if constexpr (has_cpu_kernel<T>) {
+        if (x.device().is_cpu()) {
+          kernels::cpu::sum_rows<T>(rows.data<T>(), out.data<T>(), p.rows, p.cols);
+          return;
+        }
       }
 #if IM_WITH_CUDA
       const Tensor ws =
@@ -151,11 +155,13 @@ Tensor max(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   const Tensor rows = rows_view(x, p);
   Tensor out = Tensor::empty(p.out_shape, x.dtype(), x.device());
   Tensor argmax = Tensor::empty({p.rows}, DType::Int64, x.device());
-  dispatch_float(x.dtype(), "max", [&]<typename T>() {
-    if (x.device().is_cpu()) {
-      kernels::cpu::max_rows<T>(rows.data<T>(), out.data<T>(), argmax.data<int64_t>(), p.rows,
-                                p.cols);
-      return;
+  dispatch_compute(x.dtype(), x.device(), "max", [&]<typename T>() {
+    if constexpr (has_cpu_kernel<T>) {
+      if (x.device().is_cpu()) {
+        kernels::cpu::max_rows<T>(rows.data<T>(), out.data<T>(), argmax.data<int64_t>(), p.rows,
+                                  p.cols);
+        return;
+      }
     }
 #if IM_WITH_CUDA
     const Tensor ws =
@@ -168,14 +174,16 @@ Tensor max(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
     // The gradient goes to the first position that attained the maximum.
     const Tensor gc = g[0].contiguous();
     Tensor grad_rows;
-    dispatch_float(gc.dtype(), "max", [&]<typename T>() {
-      if (gc.device().is_cpu()) {
-        grad_rows = Tensor::zeros({p.rows, p.cols}, gc.dtype());
-        const T* pg = gc.data<T>();
-        T* pr = grad_rows.data<T>();
-        const int64_t* pa = argmax.data<int64_t>();
-        for (int64_t r = 0; r < p.rows; ++r) pr[r * p.cols + pa[r]] = pg[r];
-        return;
+    dispatch_compute(gc.dtype(), gc.device(), "max", [&]<typename T>() {
+      if constexpr (has_cpu_kernel<T>) {
+        if (gc.device().is_cpu()) {
+          grad_rows = Tensor::zeros({p.rows, p.cols}, gc.dtype());
+          const T* pg = gc.data<T>();
+          T* pr = grad_rows.data<T>();
+          const int64_t* pa = argmax.data<int64_t>();
+          for (int64_t r = 0; r < p.rows; ++r) pr[r * p.cols + pa[r]] = pg[r];
+          return;
+        }
       }
 #if IM_WITH_CUDA
       grad_rows = Tensor::empty({p.rows, p.cols}, gc.dtype(), gc.device());
@@ -194,11 +202,13 @@ Tensor var(const Tensor& x, const std::vector<int64_t>& dims, int64_t correction
   const Tensor rows = rows_view(x, p);
   Tensor out = Tensor::empty(p.out_shape, x.dtype(), x.device());
   Tensor row_mean = Tensor::empty(p.keep_shape, x.dtype(), x.device());
-  dispatch_float(x.dtype(), "var", [&]<typename T>() {
-    if (x.device().is_cpu()) {
-      kernels::cpu::var_rows<T>(rows.data<T>(), out.data<T>(), row_mean.data<T>(), p.rows, p.cols,
-                                correction);
-      return;
+  dispatch_compute(x.dtype(), x.device(), "var", [&]<typename T>() {
+    if constexpr (has_cpu_kernel<T>) {
+      if (x.device().is_cpu()) {
+        kernels::cpu::var_rows<T>(rows.data<T>(), out.data<T>(), row_mean.data<T>(), p.rows, p.cols,
+                                  correction);
+        return;
+      }
     }
 #if IM_WITH_CUDA
     const Tensor ws =

@@ -22,16 +22,18 @@ Tensor softmax_impl(const Tensor& x, int64_t dim, Kind kind, const char* name) {
   const detail::LastDimPlan p = detail::plan_last_dim(x.shape(), dim, name);
   const Tensor rows = detail::to_rows(x, p);
   Tensor y_rows = Tensor::empty(rows.shape(), x.dtype(), x.device());
-  dispatch_float(x.dtype(), name, [&]<typename T>() {
+  dispatch_compute(x.dtype(), x.device(), name, [&]<typename T>() {
     const T* px = rows.data<T>();
     T* py = y_rows.data<T>();
-    if (x.device().is_cpu()) {
-      if (kind == Kind::Softmax) {
-        kernels::cpu::softmax_forward<T>(px, py, p.rows, p.cols);
-      } else {
-        kernels::cpu::log_softmax_forward<T>(px, py, p.rows, p.cols);
+    if constexpr (has_cpu_kernel<T>) {
+      if (x.device().is_cpu()) {
+        if (kind == Kind::Softmax) {
+          kernels::cpu::softmax_forward<T>(px, py, p.rows, p.cols);
+        } else {
+          kernels::cpu::log_softmax_forward<T>(px, py, p.rows, p.cols);
+        }
+        return;
       }
-      return;
     }
 #if IM_WITH_CUDA
     if (kind == Kind::Softmax) {
@@ -49,17 +51,19 @@ Tensor softmax_impl(const Tensor& x, int64_t dim, Kind kind, const char* name) {
     record_op(name, {x}, {out}, [p, ys, kind, name](const std::vector<Tensor>& g, const auto&) {
       const Tensor g_rows = detail::to_rows(g[0], p);
       Tensor dx_rows = Tensor::empty(ys.shape(), ys.dtype(), ys.device());
-      dispatch_float(ys.dtype(), name, [&]<typename T>() {
+      dispatch_compute(ys.dtype(), ys.device(), name, [&]<typename T>() {
         const T* pg = g_rows.data<T>();
         const T* py = ys.data<T>();
         T* pdx = dx_rows.data<T>();
-        if (ys.device().is_cpu()) {
-          if (kind == Kind::Softmax) {
-            kernels::cpu::softmax_backward<T>(pg, py, pdx, p.rows, p.cols);
-          } else {
-            kernels::cpu::log_softmax_backward<T>(pg, py, pdx, p.rows, p.cols);
+        if constexpr (has_cpu_kernel<T>) {
+          if (ys.device().is_cpu()) {
+            if (kind == Kind::Softmax) {
+              kernels::cpu::softmax_backward<T>(pg, py, pdx, p.rows, p.cols);
+            } else {
+              kernels::cpu::log_softmax_backward<T>(pg, py, pdx, p.rows, p.cols);
+            }
+            return;
           }
-          return;
         }
 #if IM_WITH_CUDA
         if (kind == Kind::Softmax) {

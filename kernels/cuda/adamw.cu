@@ -4,6 +4,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "kernels/bfloat16.h"
 #include "kernels/cuda/adamw.h"
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/launch.cuh"
@@ -18,9 +19,11 @@ struct AdamWConsts {
   T b1, b2, eps, lr, decay, inv_bc1, inv_sqrt_bc2;
 };
 
-template <typename T>
+// With a model copy (mixed precision: float32 masters, a bfloat16 model) the updated
+// value is also stored there, rounded, so the model's parameters cost no separate pass.
+template <typename T, typename M>
 __global__ void adamw_kernel(T* params, const T* grads, T* exp_avg, T* exp_avg_sq,
-                             const T* decay_mask, int64_t n, AdamWConsts<T> k) {
+                             const T* decay_mask, int64_t n, AdamWConsts<T> k, M* model_copy) {
   IM_GRID_STRIDE_LOOP(i, n) {
     const T g = grads[i];
     const T m = k.b1 * exp_avg[i] + (T(1) - k.b1) * g;
@@ -31,7 +34,19 @@ __global__ void adamw_kernel(T* params, const T* grads, T* exp_avg, T* exp_avg_s
     p = p - k.decay * decay_mask[i] * p;
     p -= k.lr * (m * k.inv_bc1) / (sqrt(v) * k.inv_sqrt_bc2 + k.eps);
     params[i] = p;
+    if (model_copy) model_copy[i] = convert<M>(p);
   }
+}
+
+template <typename T>
+AdamWConsts<T> adamw_consts(const AdamWStep& s) {
+  return {T(s.beta1),
+          T(s.beta2),
+          T(s.eps),
+          T(s.lr),
+          T(s.lr * s.weight_decay),
+          T(1.0 / s.bias_correction1),
+          T(1.0 / std::sqrt(s.bias_correction2))};
 }
 
 // Blocks of the first pass of sum_of_squares: a fixed number for a given n, so the order
@@ -76,16 +91,17 @@ template <typename T>
 void adamw(T* params, const T* grads, T* exp_avg, T* exp_avg_sq, const T* decay_mask, int64_t n,
            const AdamWStep& s) {
   if (n <= 0) return;
-  const AdamWConsts<T> k{T(s.beta1),
-                         T(s.beta2),
-                         T(s.eps),
-                         T(s.lr),
-                         T(s.lr * s.weight_decay),
-                         T(1.0 / s.bias_correction1),
-                         T(1.0 / std::sqrt(s.bias_correction2))};
-  adamw_kernel<T><<<blocks_for(n), kThreads, 0, stream()>>>(params, grads, exp_avg, exp_avg_sq,
-                                                            decay_mask, n, k);
+  adamw_kernel<T, T><<<blocks_for(n), kThreads, 0, stream()>>>(
+      params, grads, exp_avg, exp_avg_sq, decay_mask, n, adamw_consts<T>(s), nullptr);
   check_last_launch("adamw kernel");
+}
+
+void adamw_mixed(float* master, bfloat16* model, const float* grads, float* exp_avg,
+                 float* exp_avg_sq, const float* decay_mask, int64_t n, const AdamWStep& s) {
+  if (n <= 0) return;
+  adamw_kernel<float, bfloat16><<<blocks_for(n), kThreads, 0, stream()>>>(
+      master, grads, exp_avg, exp_avg_sq, decay_mask, n, adamw_consts<float>(s), model);
+  check_last_launch("adamw (mixed precision) kernel");
 }
 
 size_t sum_of_squares_workspace_bytes(int64_t n) {

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/bfloat16.h"
 #include "kernels/cpu/adamw.h"
 
 namespace im::kernels::cuda {
@@ -16,6 +17,11 @@ using AdamWStep = cpu::AdamWStep;
 template <typename T>
 void adamw(T* params, const T* grads, T* exp_avg, T* exp_avg_sq, const T* decay_mask, int64_t n,
            const AdamWStep& s);
+
+// Mixed precision: float32 masters, gradients and moments, as adamw<float>, and the
+// bfloat16 model copy rewritten from the new masters in the same launch.
+void adamw_mixed(float* master, bfloat16* model, const float* grads, float* exp_avg,
+                 float* exp_avg_sq, const float* decay_mask, int64_t n, const AdamWStep& s);
 
 // Device scratch (bytes) sum_of_squares needs for n elements.
 size_t sum_of_squares_workspace_bytes(int64_t n);

@@ -10,8 +10,18 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
+
+#include "kernels/bfloat16.h"
 
 namespace im::kernels::cuda {
+
+// What a row kernel accumulates its sums in for storage type T: double for float32 and
+// float64 (the CPU reference's precision), float for bfloat16. bfloat16 inputs carry 8
+// significant bits, so float sums lose nothing measurable, and they spare a kernel that
+// moves half the bytes the float<->double conversions that would otherwise bound it.
+template <typename T>
+using row_accum_t = std::conditional_t<std::is_same_v<T, bfloat16>, float, double>;
 
 constexpr unsigned kFullMask = 0xffffffffu;
 constexpr int kWarpSize = 32;

@@ -3,12 +3,14 @@
 // the row under the same strict total order (value descending, then index ascending),
 // which selects exactly the same set. Arithmetic is in double with explicitly rounded
 // operations (__dadd_rn, __dmul_rn, ...), which nvcc never fuses into an FMA, so sums and
-// products round as the host's do.
+// products round as the host's do. Inputs may be float32, float64 or bfloat16: each
+// widens to double exactly, as the CPU code's conversion does.
 #include <cuda_runtime.h>
 
 #include <stdexcept>
 #include <string>
 
+#include "kernels/bfloat16.h"
 #include "kernels/cuda/concept_masks.h"
 #include "kernels/cuda/launch.cuh"
 
@@ -51,7 +53,7 @@ __global__ void concept_buckets_kernel(const T* centers, const T* phi, int64_t* 
       const T* p = phi + h * dc;
       double dot = 0;
       for (int64_t j = 0; j < dc; ++j)
-        dot = __dadd_rn(dot, __dmul_rn(static_cast<double>(c[j]), static_cast<double>(p[j])));
+        dot = __dadd_rn(dot, __dmul_rn(convert<double>(c[j]), convert<double>(p[j])));
       if (dot > best) {
         best = dot;
         arg = h;
@@ -77,10 +79,10 @@ constexpr int kMaskWarps = 8;
 // Bucket h is among a row's top r iff fewer than r buckets rank before it.
 template <typename T>
 __device__ __forceinline__ bool in_top(const T* p, int64_t H, int64_t h, int64_t r) {
-  const double ph = static_cast<double>(p[h]);
+  const double ph = convert<double>(p[h]);
   int64_t rank = 0;
   for (int64_t j = 0; j < H && rank < r; ++j) {
-    const double pj = static_cast<double>(p[j]);
+    const double pj = convert<double>(p[j]);
     if (pj > ph || (pj == ph && j < h)) ++rank;
   }
   return rank < r;
@@ -126,7 +128,7 @@ __global__ void budget_mask_kernel(const T* logits, uint8_t* mask, int64_t rows,
     double zmax = -INFINITY;
     int64_t candidates = 0;
     for (int64_t k = lane; k < K; k += kWarp) {
-      const double v = static_cast<double>(z[k]);
+      const double v = convert<double>(z[k]);
       zmax = zmax < v ? v : zmax;
       candidates += isinf(v) ? 0 : 1;
     }
@@ -137,7 +139,7 @@ __global__ void budget_mask_kernel(const T* logits, uint8_t* mask, int64_t rows,
     candidates = warp_sum(candidates);
     // denom = sum over k in order of exp(z - zmax) (0 for infinite entries).
     for (int64_t k = lane; k < K; k += kWarp) {
-      const double v = static_cast<double>(z[k]);
+      const double v = convert<double>(z[k]);
       e[k] = isinf(v) ? 0.0 : exp(__dsub_rn(v, zmax));
     }
     __syncwarp();
@@ -148,7 +150,7 @@ __global__ void budget_mask_kernel(const T* logits, uint8_t* mask, int64_t rows,
     __syncwarp();  // lane 0 has read every e[k] before they are overwritten
     // entropy = -sum over k in order of p log p, over finite entries with p > 0.
     for (int64_t k = lane; k < K; k += kWarp) {
-      const double v = static_cast<double>(z[k]);
+      const double v = convert<double>(z[k]);
       double term = 0.0;
       if (!isinf(v)) {
         const double pk = __ddiv_rn(e[k], denom);
@@ -174,10 +176,10 @@ __global__ void budget_mask_kernel(const T* logits, uint8_t* mask, int64_t rows,
     __syncwarp();  // e is rewritten by the next row
     uint8_t* m = mask + row * K;
     for (int64_t k = lane; k < K; k += kWarp) {
-      const double zk = static_cast<double>(z[k]);
+      const double zk = convert<double>(z[k]);
       int64_t rank = 0;
       for (int64_t j = 0; j < K && rank < budget; ++j) {
-        const double zj = static_cast<double>(z[j]);
+        const double zj = convert<double>(z[j]);
         if (zj > zk || (zj == zk && j < k)) ++rank;
       }
       m[k] = rank < budget ? 0 : 1;
@@ -230,6 +232,7 @@ void budget_mask(const T* logits, uint8_t* mask, int64_t rows, int64_t K, int64_
 
 IM_CUDA_INSTANTIATE_CONCEPT_MASKS(float)
 IM_CUDA_INSTANTIATE_CONCEPT_MASKS(double)
+IM_CUDA_INSTANTIATE_CONCEPT_MASKS(bfloat16)
 #undef IM_CUDA_INSTANTIATE_CONCEPT_MASKS
 
 }  // namespace im::kernels::cuda

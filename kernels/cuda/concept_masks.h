@@ -1,6 +1,7 @@
 // CUDA kernels of the concept filter's discrete selections (layers/concept_masks.h): the
 // same uint8 masks as the CPU code there, bit for bit. They compute in double from
-// float32 or float64 inputs (float to double is exact, as the CPU's conversion), add
+// float32, float64 or bfloat16 inputs (each widens to double exactly, as the CPU's
+// conversion does; bfloat16 is read as stored, with no float64 copy), add
 // in the CPU's order and round every product and sum separately (no FMA contraction),
 // so the only difference left is the last bit of the GPU's exp and log in the budget's
 // entropy, which moves a budget only when it falls within ~1e-15 of the CPU's rounding

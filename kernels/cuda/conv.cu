@@ -4,12 +4,18 @@
 // conv2d and conv2d_backward behind the same signatures; for the model's patch embedding
 // (kernel = stride = patch, padding 0) im2col is a pure permutation and the GEMM does
 // all the work, so the lowering should be close to it. To be measured.
+//
+// bfloat16 (T) is storage: every kernel widens what it reads to C = compute_t<T> (float) or
+// to double, sums there and rounds once on store; the GEMMs take bfloat16 operands with
+// float accumulation (kernels/cuda/gemm.h).
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
+#include "kernels/bfloat16.h"
 #include "kernels/cuda/conv.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/launch.cuh"
@@ -23,14 +29,15 @@ namespace {
 template <typename T>
 __global__ void dwconv1d_forward_kernel(const T* x, const T* w, const T* bias, T* y, int64_t len,
                                         int64_t channels, int64_t ksize, int64_t n) {
+  using C = compute_t<T>;
   IM_GRID_STRIDE_LOOP(i, n) {
     const int64_t c = i % channels;
     const int64_t t = (i / channels) % len;
-    T acc = bias ? bias[c] : T(0);
+    C acc = bias ? convert<C>(bias[c]) : C(0);
     // Taps that would read before t = 0 see the zero padding and are skipped.
     for (int64_t j = ksize - 1 - t > 0 ? ksize - 1 - t : 0; j < ksize; ++j)
-      acc += w[c * ksize + j] * x[i + (j - ksize + 1) * channels];
-    y[i] = acc;
+      acc += convert<C>(w[c * ksize + j]) * convert<C>(x[i + (j - ksize + 1) * channels]);
+    y[i] = convert<T>(acc);
   }
 }
 
@@ -39,14 +46,15 @@ __global__ void dwconv1d_forward_kernel(const T* x, const T* w, const T* bias, T
 template <typename T>
 __global__ void dwconv1d_backward_dx_kernel(const T* g, const T* w, T* dx, int64_t len,
                                             int64_t channels, int64_t ksize, int64_t n) {
+  using C = compute_t<T>;
   IM_GRID_STRIDE_LOOP(i, n) {
     const int64_t c = i % channels;
     const int64_t s = (i / channels) % len;
     const int64_t j_lo = s + ksize - len > 0 ? s + ksize - len : 0;
-    T acc = T(0);
+    C acc = C(0);
     for (int64_t j = ksize - 1; j >= j_lo; --j)
-      acc += w[c * ksize + j] * g[i + (ksize - 1 - j) * channels];
-    dx[i] = acc;
+      acc += convert<C>(w[c * ksize + j]) * convert<C>(g[i + (ksize - 1 - j) * channels]);
+    dx[i] = convert<T>(acc);
   }
 }
 
@@ -76,12 +84,14 @@ __global__ void dwconv1d_param_partials_kernel(const T* g, const T* x, int64_t r
   double acc = 0;
   if (c < channels) {
     if (tap == ksize) {
-      for (int64_t r = start + threadIdx.y; r < end; r += kParamRowsY) acc += g[r * channels + c];
+      for (int64_t r = start + threadIdx.y; r < end; r += kParamRowsY)
+        acc += convert<double>(g[r * channels + c]);
     } else {
       const int64_t shift = ksize - 1 - tap;
       for (int64_t r = start + threadIdx.y; r < end; r += kParamRowsY)
         if (r % len >= shift)
-          acc += static_cast<double>(g[r * channels + c]) * x[(r - shift) * channels + c];
+          acc +=
+              convert<double>(g[r * channels + c]) * convert<double>(x[(r - shift) * channels + c]);
     }
   }
   partial[threadIdx.y][threadIdx.x] = acc;
@@ -117,10 +127,10 @@ __global__ void dwconv1d_param_window_kernel(const T* g, const T* x, int64_t row
     double window[kWindowTaps] = {};
 #pragma unroll
     for (int s = 1; s < kWindowTaps; ++s)
-      if (s < ksize && t >= s) window[s] = x[(r0 - s) * channels + c];
+      if (s < ksize && t >= s) window[s] = convert<double>(x[(r0 - s) * channels + c]);
     for (int64_t r = r0; r < r1; ++r) {
-      const double gr = g[r * channels + c];
-      window[0] = x[r * channels + c];
+      const double gr = convert<double>(g[r * channels + c]);
+      window[0] = convert<double>(x[r * channels + c]);
 #pragma unroll
       for (int s = 0; s < kWindowTaps; ++s)
         if (s < ksize) acc[s] += gr * window[s];
@@ -178,9 +188,9 @@ __global__ void dwconv1d_param_finish_kernel(const double* ws, T* dw, T* dbias, 
     double s = 0;
     for (int64_t p = 0; p < parts; ++p) s += ws[(p * (ksize + 1) + tap) * channels + c];
     if (tap < ksize) {
-      dw[c * ksize + tap] = static_cast<T>(s);
+      dw[c * ksize + tap] = convert<T>(s);
     } else {
-      dbias[c] = static_cast<T>(s);
+      dbias[c] = convert<T>(s);
     }
   }
 }
@@ -193,6 +203,40 @@ int64_t conv2d_chunk(const Conv2dGeometry& g) {
   const int64_t per_sample = g.col_cols() * (g.col_rows() + g.out_channels);
   const int64_t fit = per_sample > 0 ? kMaxWorkspace / per_sample : g.batch;
   return std::clamp<int64_t>(fit, 1, std::max<int64_t>(g.batch, 1));
+}
+
+// Elements of the column matrix and the GEMM output of one chunk (the workspace's front).
+int64_t conv2d_gemm_elems(const Conv2dGeometry& g) {
+  return conv2d_chunk(g) * g.col_cols() * (g.col_rows() + g.out_channels);
+}
+
+// Whether conv2d_backward sums dw over chunks of samples in float outside the GEMMs:
+// bfloat16 with more than one chunk. (Each GEMM accumulates in float, but adding chunk after
+// chunk into a bfloat16 dw with beta = 1 would round the running sum once per chunk.)
+template <typename T>
+bool dw_float_sum(const Conv2dGeometry& g) {
+  return !std::is_same_v<T, compute_t<T>> && conv2d_chunk(g) < g.batch;
+}
+
+// n rounded up to whole 16-byte units of T (where the bfloat16 dw buffers start).
+template <typename T>
+int64_t align16(int64_t n) {
+  constexpr int64_t kUnit = 16 / sizeof(T);
+  return (n + kUnit - 1) / kUnit * kUnit;
+}
+
+// The chunk's dw goes to `part` (its GEMM's float sum rounded once); `sum` (+)= part in
+// compute_t<T>, and the last chunk stores the total to dw, rounded once.
+template <typename T>
+__global__ void add_dw_part_kernel(const T* part, compute_t<T>* sum, T* dw, int64_t n, bool first,
+                                   bool last) {
+  IM_GRID_STRIDE_LOOP(i, n) {
+    const compute_t<T> s = (first ? compute_t<T>(0) : sum[i]) + convert<compute_t<T>>(part[i]);
+    if (last)
+      dw[i] = convert<T>(s);
+    else
+      sum[i] = s;
+  }
 }
 
 // Column matrix of samples b0 .. b0+nb-1 in the layout [Cin*kh*kw, nb, Ho*Wo], so one
@@ -211,7 +255,7 @@ __global__ void im2col_kernel(const T* x, T* col, int64_t in_channels, int64_t h
     const int64_t iw = (p % out_w) * stride + kj - padding;
     col[i] = (ih >= 0 && ih < height && iw >= 0 && iw < width)
                  ? x[((bb * in_channels + c) * height + ih) * width + iw]
-                 : T(0);
+                 : T{};
   }
 }
 
@@ -222,13 +266,14 @@ __global__ void col2im_kernel(const T* col, T* dx, int64_t in_channels, int64_t 
                               int64_t width, int64_t kh, int64_t kw, int64_t stride,
                               int64_t padding, int64_t out_h, int64_t out_w, int64_t nb,
                               int64_t n) {
+  using C = compute_t<T>;
   const int64_t pixels = out_h * out_w;
   IM_GRID_STRIDE_LOOP(i, n) {
     const int64_t iw = i % width;
     const int64_t ih = (i / width) % height;
     const int64_t c = (i / (width * height)) % in_channels;
     const int64_t bb = i / (width * height * in_channels);
-    T acc = T(0);
+    C acc = C(0);
     for (int64_t ki = 0; ki < kh; ++ki) {
       const int64_t sh = ih + padding - ki;  // = oh * stride
       if (sh < 0) break;
@@ -239,10 +284,10 @@ __global__ void col2im_kernel(const T* col, T* dx, int64_t in_channels, int64_t 
         if (sw < 0) break;
         if (sw % stride != 0 || sw / stride >= out_w) continue;
         const int64_t row = (c * kh + ki) * kw + kj;
-        acc += col[(row * nb + bb) * pixels + oh * out_w + sw / stride];
+        acc += convert<C>(col[(row * nb + bb) * pixels + oh * out_w + sw / stride]);
       }
     }
-    dx[i] = acc;
+    dx[i] = convert<T>(acc);
   }
 }
 
@@ -250,12 +295,13 @@ __global__ void col2im_kernel(const T* col, T* dx, int64_t in_channels, int64_t 
 template <typename T>
 __global__ void unchunk_bias_kernel(const T* ybuf, const T* bias, T* y, int64_t out_channels,
                                     int64_t pixels, int64_t nb, int64_t n) {
+  using C = compute_t<T>;
   IM_GRID_STRIDE_LOOP(i, n) {
     const int64_t p = i % pixels;
     const int64_t o = (i / pixels) % out_channels;
     const int64_t bb = i / (pixels * out_channels);
-    const T v = ybuf[(o * nb + bb) * pixels + p];
-    y[i] = bias ? v + bias[o] : v;
+    const C v = convert<C>(ybuf[(o * nb + bb) * pixels + p]);
+    y[i] = convert<T>(bias ? v + convert<C>(bias[o]) : v);
   }
 }
 
@@ -280,7 +326,7 @@ __global__ void conv2d_dbias_kernel(const T* grad, T* dbias, int64_t batch, int6
     double acc = 0;
     for (int64_t i = threadIdx.x; i < batch * pixels; i += blockDim.x) {
       const int64_t b = i / pixels, p = i % pixels;
-      acc += grad[(b * out_channels + o) * pixels + p];
+      acc += convert<double>(grad[(b * out_channels + o) * pixels + p]);
     }
     partial[threadIdx.x] = acc;
     __syncthreads();
@@ -288,7 +334,7 @@ __global__ void conv2d_dbias_kernel(const T* grad, T* dbias, int64_t batch, int6
       if (static_cast<int>(threadIdx.x) < half) partial[threadIdx.x] += partial[threadIdx.x + half];
       __syncthreads();
     }
-    if (threadIdx.x == 0) dbias[o] = static_cast<T>(partial[0]);
+    if (threadIdx.x == 0) dbias[o] = convert<T>(partial[0]);
     __syncthreads();  // partial[0] is read before the next channel overwrites it
   }
 }
@@ -350,8 +396,13 @@ void causal_depthwise_conv1d_backward(const T* g, const T* x, const T* w, T* dx,
 
 // ---- conv2d -------------------------------------------------------------------------------
 
+template <typename T>
 int64_t conv2d_workspace(const Conv2dGeometry& g) {
-  return conv2d_chunk(g) * g.col_cols() * (g.col_rows() + g.out_channels);
+  const int64_t gemm_elems = conv2d_gemm_elems(g);
+  if (!dw_float_sum<T>(g)) return gemm_elems;
+  // Then a chunk's dw part (T) and the running sum (compute_t<T>), each 16-byte aligned.
+  const int64_t dw = g.out_channels * g.col_rows();
+  return align16<T>(gemm_elems) + align16<T>(dw) + dw * sizeof(compute_t<T>) / sizeof(T);
 }
 
 template <typename T>
@@ -371,8 +422,8 @@ void conv2d(const T* x, const T* w, const T* bias, T* y, const Conv2dGeometry& g
         g.padding, g.out_w, pixels, nb, n_col);
     check_last_launch("conv2d im2col kernel");
     // ybuf [Cout, nb*pixels] = W [Cout, rows] @ col [rows, nb*pixels]
-    gemm<T>(false, false, g.out_channels, nb * pixels, rows, T(1), w, rows, col, nb * pixels, T(0),
-            ybuf, nb * pixels);
+    gemm<T>(false, false, g.out_channels, nb * pixels, rows, convert<T>(1.0f), w, rows, col,
+            nb * pixels, convert<T>(0.0f), ybuf, nb * pixels);
     const int64_t n_y = nb * y_sample;
     unchunk_bias_kernel<T><<<blocks_for(n_y), kThreads, 0, stream()>>>(
         ybuf, bias, y + b0 * y_sample, g.out_channels, pixels, nb, n_y);
@@ -399,6 +450,13 @@ void conv2d_backward(const T* grad, const T* x, const T* w, T* dx, T* dw, T* dbi
   const int64_t chunk = conv2d_chunk(g);
   T* col = workspace;                           // [rows, nb, pixels]
   T* gbuf = workspace + chunk * rows * pixels;  // [Cout, nb, pixels]
+  const T one = convert<T>(1.0f), zero = convert<T>(0.0f);
+  // bfloat16 over several chunks: each chunk's dw GEMM writes dw_part, summed in dw_sum.
+  const bool float_sum = dw != nullptr && dw_float_sum<T>(g);
+  T* dw_part = float_sum ? workspace + align16<T>(conv2d_gemm_elems(g)) : dw;
+  compute_t<T>* dw_sum =
+      float_sum ? reinterpret_cast<compute_t<T>*>(dw_part + align16<T>(g.out_channels * rows))
+                : nullptr;
   for (int64_t b0 = 0; b0 < g.batch; b0 += chunk) {
     const int64_t nb = std::min(chunk, g.batch - b0);
     const int64_t cols = nb * pixels;
@@ -413,12 +471,18 @@ void conv2d_backward(const T* grad, const T* x, const T* w, T* dx, T* dw, T* dbi
           g.stride, g.padding, g.out_w, pixels, nb, n_col);
       check_last_launch("conv2d backward im2col kernel");
       // dW [Cout, rows] (+)= gbuf [Cout, cols] @ col^T
-      gemm<T>(false, true, g.out_channels, rows, cols, T(1), gbuf, cols, col, cols,
-              b0 == 0 ? T(0) : T(1), dw, rows);
+      gemm<T>(false, true, g.out_channels, rows, cols, one, gbuf, cols, col, cols,
+              b0 == 0 || float_sum ? zero : one, dw_part, rows);
+      if (float_sum) {
+        const int64_t n_dw = g.out_channels * rows;
+        add_dw_part_kernel<T><<<blocks_for(n_dw), kThreads, 0, stream()>>>(
+            dw_part, dw_sum, dw, n_dw, b0 == 0, b0 + nb == g.batch);
+        check_last_launch("conv2d backward (dw sum over chunks) kernel");
+      }
     }
     if (dx) {
       // dcol [rows, cols] = W^T @ gbuf, then gathered back onto the images.
-      gemm<T>(true, false, rows, cols, g.out_channels, T(1), w, rows, gbuf, cols, T(0), col, cols);
+      gemm<T>(true, false, rows, cols, g.out_channels, one, w, rows, gbuf, cols, zero, col, cols);
       const int64_t n_x = nb * x_sample;
       col2im_kernel<T><<<blocks_for(n_x), kThreads, 0, stream()>>>(
           col, dx + b0 * x_sample, g.in_channels, g.height, g.width, g.kernel_h, g.kernel_w,
@@ -429,6 +493,7 @@ void conv2d_backward(const T* grad, const T* x, const T* w, T* dx, T* dw, T* dbi
 }
 
 #define IM_CUDA_INSTANTIATE_CONV(T)                                                               \
+  template int64_t conv2d_workspace<T>(const Conv2dGeometry&);                                    \
   template void causal_depthwise_conv1d<T>(const T*, const T*, const T*, T*, int64_t, int64_t,    \
                                            int64_t, int64_t);                                     \
   template void causal_depthwise_conv1d_backward<T>(const T*, const T*, const T*, T*, T*, T*,     \
@@ -439,6 +504,7 @@ void conv2d_backward(const T* grad, const T* x, const T* w, T* dx, T* dw, T* dbi
 
 IM_CUDA_INSTANTIATE_CONV(float)
 IM_CUDA_INSTANTIATE_CONV(double)
+IM_CUDA_INSTANTIATE_CONV(bfloat16)
 #undef IM_CUDA_INSTANTIATE_CONV
 
 }  // namespace im::kernels::cuda

@@ -2,6 +2,10 @@
 // every launch on the current stream). Scratch memory comes from the caller (the op
 // front-end allocates it as a tensor, so it goes through the caching allocator): each
 // function that needs some has a *_workspace companion giving its size.
+//
+// T is float, double or bfloat16; bfloat16 is storage only: kernels compute in float (in
+// double where float32 does too: the weight and bias gradient sums), the GEMMs accumulate in
+// float, and every result is rounded to bfloat16 once, on store.
 #pragma once
 
 #include <cstdint>
@@ -32,7 +36,9 @@ void causal_depthwise_conv1d_backward(const T* g, const T* x, const T* w, T* dx,
                                       double* workspace);
 
 // Elements of T of workspace conv2d and conv2d_backward need: a chunk of samples'
-// column matrix plus an output-sized buffer.
+// column matrix plus an output-sized buffer; for bfloat16 over several chunks also dw's
+// running sum in float (a chunk's dw is added to it, rounded to bfloat16 once at the end).
+template <typename T>
 int64_t conv2d_workspace(const Conv2dGeometry& g);
 
 // x [B, Cin, H, W], w [Cout, Cin, kh, kw], bias [Cout] or null -> y [B, Cout, Ho, Wo].

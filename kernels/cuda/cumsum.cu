@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "kernels/bfloat16.h"
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/cumsum.h"
 #include "kernels/cuda/launch.cuh"
@@ -52,7 +53,7 @@ __device__ __forceinline__ int64_t warp_item() {
 }
 
 template <typename T>
-__global__ void row_chunk_sums_kernel(const T* x, double* partial, int64_t rows, int64_t n,
+__global__ void row_chunk_sums_kernel(const T* x, row_accum_t<T>* partial, int64_t rows, int64_t n,
                                       int64_t len, int64_t chunks, bool reverse) {
   const int64_t item = warp_item();
   if (item >= rows * chunks) return;  // the whole warp
@@ -60,17 +61,18 @@ __global__ void row_chunk_sums_kernel(const T* x, double* partial, int64_t rows,
   const int64_t row = item / chunks, k = item - row * chunks;
   const int64_t begin = k * len, end = chunk_end(begin, len, n);
   const T* xr = x + row * n;
-  double acc = 0;
+  row_accum_t<T> acc = 0;
   for (int64_t s = begin + lane; s < end; s += kWarpSize)
-    acc += static_cast<double>(xr[reverse ? n - 1 - s : s]);
+    acc += convert<row_accum_t<T>>(xr[reverse ? n - 1 - s : s]);
   acc = warp_sum(acc);
   if (lane == 0) partial[item] = acc;
 }
 
 // Each step scans 32 elements (Hillis-Steele over shuffles) and adds the running total.
 template <typename T>
-__global__ void row_scan_kernel(const T* x, T* y, const double* offsets, int64_t rows, int64_t n,
-                                int64_t len, int64_t chunks, bool reverse) {
+__global__ void row_scan_kernel(const T* x, T* y, const row_accum_t<T>* offsets, int64_t rows,
+                                int64_t n, int64_t len, int64_t chunks, bool reverse) {
+  using A = row_accum_t<T>;
   const int64_t item = warp_item();
   if (item >= rows * chunks) return;  // the whole warp
   const int lane = static_cast<int>(threadIdx.x & 31);
@@ -78,18 +80,18 @@ __global__ void row_scan_kernel(const T* x, T* y, const double* offsets, int64_t
   const int64_t begin = k * len, end = chunk_end(begin, len, n);
   const T* xr = x + row * n;
   T* yr = y + row * n;
-  double carry = offsets ? offsets[item] : 0.0;
+  A carry = offsets ? offsets[item] : A(0);
   for (int64_t base = begin; base < end; base += kWarpSize) {
     const int64_t s = base + lane;
     const int64_t t = reverse ? n - 1 - s : s;
-    double v = s < end ? static_cast<double>(xr[t]) : 0.0;
+    A v = s < end ? convert<A>(xr[t]) : A(0);
 #pragma unroll
     for (int o = 1; o < kWarpSize; o <<= 1) {
-      const double u = __shfl_up_sync(kFullMask, v, o);
+      const A u = __shfl_up_sync(kFullMask, v, o);
       if (lane >= o) v += u;
     }
     v += carry;
-    if (s < end) yr[t] = static_cast<T>(v);
+    if (s < end) yr[t] = convert<T>(v);
     carry = __shfl_sync(kFullMask, v, kWarpSize - 1);
   }
 }
@@ -97,46 +99,47 @@ __global__ void row_scan_kernel(const T* x, T* y, const double* offsets, int64_t
 // ---- inner > 1: one thread per (outer, chunk, inner) --------------------------------
 
 template <typename T>
-__global__ void column_chunk_sums_kernel(const T* x, double* partial, int64_t outer, int64_t n,
-                                         int64_t inner, int64_t len, int64_t chunks, bool reverse) {
+__global__ void column_chunk_sums_kernel(const T* x, row_accum_t<T>* partial, int64_t outer,
+                                         int64_t n, int64_t inner, int64_t len, int64_t chunks,
+                                         bool reverse) {
   IM_GRID_STRIDE_LOOP(idx, outer * chunks * inner) {
     const int64_t i = idx % inner, ok = idx / inner;
     const int64_t k = ok % chunks, o = ok / chunks;
     const int64_t begin = k * len, end = chunk_end(begin, len, n);
-    double acc = 0;
+    row_accum_t<T> acc = 0;
     for (int64_t s = begin; s < end; ++s)
-      acc += static_cast<double>(x[(o * n + (reverse ? n - 1 - s : s)) * inner + i]);
+      acc += convert<row_accum_t<T>>(x[(o * n + (reverse ? n - 1 - s : s)) * inner + i]);
     partial[idx] = acc;
   }
 }
 
 template <typename T>
-__global__ void column_scan_kernel(const T* x, T* y, const double* offsets, int64_t outer,
+__global__ void column_scan_kernel(const T* x, T* y, const row_accum_t<T>* offsets, int64_t outer,
                                    int64_t n, int64_t inner, int64_t len, int64_t chunks,
                                    bool reverse) {
   IM_GRID_STRIDE_LOOP(idx, outer * chunks * inner) {
     const int64_t i = idx % inner, ok = idx / inner;
     const int64_t k = ok % chunks, o = ok / chunks;
     const int64_t begin = k * len, end = chunk_end(begin, len, n);
-    double acc = offsets ? offsets[idx] : 0.0;
+    row_accum_t<T> acc = offsets ? offsets[idx] : 0;
     for (int64_t s = begin; s < end; ++s) {
       const int64_t at = (o * n + (reverse ? n - 1 - s : s)) * inner + i;
-      acc += static_cast<double>(x[at]);
-      y[at] = static_cast<T>(acc);
+      acc += convert<row_accum_t<T>>(x[at]);
+      y[at] = convert<T>(acc);
     }
   }
 }
 
 // Chunk totals, laid out [outer][chunk][inner], become exclusive prefix sums in chunk
 // order: one thread per (outer, inner) line.
-__global__ void chunk_offsets_kernel(double* partial, int64_t outer, int64_t inner,
-                                     int64_t chunks) {
+template <typename A>
+__global__ void chunk_offsets_kernel(A* partial, int64_t outer, int64_t inner, int64_t chunks) {
   IM_GRID_STRIDE_LOOP(line, outer * inner) {
     const int64_t o = line / inner, i = line - o * inner;
-    double run = 0;
+    A run = 0;
     for (int64_t k = 0; k < chunks; ++k) {
-      double& slot = partial[(o * chunks + k) * inner + i];
-      const double v = slot;
+      A& slot = partial[(o * chunks + k) * inner + i];
+      const A v = slot;
       slot = run;
       run += v;
     }
@@ -156,11 +159,12 @@ void cumsum(const T* x, T* y, int64_t outer, int64_t n, int64_t inner, bool reve
             void* workspace) {
   if (outer <= 0 || n <= 0 || inner <= 0) return;
   const ScanPlan p = scan_plan(outer, n, inner);
-  double* offsets = nullptr;
+  using A = row_accum_t<T>;
+  A* offsets = nullptr;
   if (p.chunks > 1) {
     if (!workspace)
       throw std::runtime_error("cumsum: missing device workspace (cumsum_workspace_bytes)");
-    offsets = static_cast<double*>(workspace);
+    offsets = static_cast<A*>(workspace);  // sized for double, enough for any A
   }
   if (inner == 1) {
     const int64_t warps = outer * p.chunks;
@@ -170,8 +174,8 @@ void cumsum(const T* x, T* y, int64_t outer, int64_t n, int64_t inner, bool reve
       row_chunk_sums_kernel<T>
           <<<grid, kRowThreads, 0, stream()>>>(x, offsets, outer, n, p.len, p.chunks, reverse);
       check_last_launch("cumsum chunk sums kernel");
-      chunk_offsets_kernel<<<blocks_for(outer), kThreads, 0, stream()>>>(offsets, outer, 1,
-                                                                         p.chunks);
+      chunk_offsets_kernel<A>
+          <<<blocks_for(outer), kThreads, 0, stream()>>>(offsets, outer, 1, p.chunks);
       check_last_launch("cumsum chunk offsets kernel");
     }
     row_scan_kernel<T>
@@ -184,8 +188,8 @@ void cumsum(const T* x, T* y, int64_t outer, int64_t n, int64_t inner, bool reve
     column_chunk_sums_kernel<T><<<blocks_for(items), kThreads, 0, stream()>>>(
         x, offsets, outer, n, inner, p.len, p.chunks, reverse);
     check_last_launch("cumsum chunk sums kernel");
-    chunk_offsets_kernel<<<blocks_for(outer * inner), kThreads, 0, stream()>>>(offsets, outer,
-                                                                               inner, p.chunks);
+    chunk_offsets_kernel<A>
+        <<<blocks_for(outer * inner), kThreads, 0, stream()>>>(offsets, outer, inner, p.chunks);
     check_last_launch("cumsum chunk offsets kernel");
   }
   column_scan_kernel<T><<<blocks_for(items), kThreads, 0, stream()>>>(
@@ -195,5 +199,6 @@ void cumsum(const T* x, T* y, int64_t outer, int64_t n, int64_t inner, bool reve
 
 template void cumsum<float>(const float*, float*, int64_t, int64_t, int64_t, bool, void*);
 template void cumsum<double>(const double*, double*, int64_t, int64_t, int64_t, bool, void*);
+template void cumsum<bfloat16>(const bfloat16*, bfloat16*, int64_t, int64_t, int64_t, bool, void*);
 
 }  // namespace im::kernels::cuda

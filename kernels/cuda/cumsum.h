@@ -1,5 +1,6 @@
 // CUDA inclusive cumulative sum along the middle axis of a contiguous [outer, n, inner]
-// buffer; the semantics of kernels/cpu/cumsum.h (running sums in double).
+// buffer; the semantics of kernels/cpu/cumsum.h (running sums in double; for bfloat16,
+// GPU only, in float, each output rounded to bfloat16 once).
 // With inner 1 (a scan along the last axis) a warp scans 32 elements at a time (a shuffle
 // scan plus a carry), reading coalesced; otherwise one thread runs down each (outer,
 // inner) column, neighbouring threads reading neighbouring elements. When that leaves too

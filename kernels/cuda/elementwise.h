@@ -1,5 +1,7 @@
 // CUDA elementwise kernels; same signatures and math as kernels/cpu/elementwise.h.
-// Pointers are device pointers; launches are synchronous-checked on the default stream.
+// Pointers are device pointers; kernels go on the current stream (kernels/cuda/stream.h).
+// The math kernels also take bfloat16 (GPU only): elements widen to float on load, the
+// math runs in float and the result is rounded to bfloat16 once on store.
 #pragma once
 
 #include <cstddef>
@@ -13,6 +15,8 @@ namespace im::kernels::cuda {
 template <typename T>
 void unary(UnaryOp op, UnaryParams p, const T* x, T* y, int64_t n);
 
+// dx = g * f'(x). y (the forward output) may be null; ops whose derivative reads it
+// (backward_reads_output) then recompute it from x in the compute type.
 template <typename T>
 void unary_backward(UnaryOp op, UnaryParams p, const T* g, const T* x, const T* y, T* dx,
                     int64_t n);
@@ -22,6 +26,13 @@ void unary_backward(UnaryOp op, UnaryParams p, const T* g, const T* x, const T* 
 template <typename T>
 void binary(BinaryOp op, const T* a, const std::vector<int64_t>& a_strides, const T* b,
             const std::vector<int64_t>& b_strides, T* out, const std::vector<int64_t>& shape);
+
+// out = a op s for a number s (a strided, out contiguous): s enters the math in the
+// compute type, so for bfloat16 it keeps float precision instead of being rounded to
+// bfloat16 first (1/3 would be off by 2^-9).
+template <typename T>
+void binary_scalar(BinaryOp op, const T* a, const std::vector<int64_t>& a_strides, double s, T* out,
+                   const std::vector<int64_t>& shape);
 
 // dst = src (same element type of `elem_size` bytes), both strided. Up to 8 dimensions.
 void copy_strided(const void* src, const std::vector<int64_t>& src_strides, void* dst,

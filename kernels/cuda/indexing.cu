@@ -41,12 +41,12 @@ __global__ void embedding_forward_kernel(const T* table, const I* ids, T* out, i
 }
 
 template <typename T, typename I>
-__global__ void embedding_backward_kernel(const T* g, const I* ids, T* dtable, int64_t n,
+__global__ void embedding_backward_kernel(const T* g, const I* ids, compute_t<T>* dtable, int64_t n,
                                           int64_t dim, int64_t padding_idx) {
   IM_GRID_STRIDE_LOOP(i, n * dim) {
     const int64_t r = i / dim, c = i - r * dim;
     const int64_t id = static_cast<int64_t>(ids[r]);
-    if (id != padding_idx) atomicAdd(dtable + id * dim + c, g[i]);
+    if (id != padding_idx) atomicAdd(dtable + id * dim + c, convert<compute_t<T>>(g[i]));
   }
 }
 
@@ -63,12 +63,13 @@ __global__ void gather_kernel(const T* x, int64_t step, const I* index, T* out, 
 
 // Operand 0: out without `dim`'s stride, operand 1: src; index contiguous.
 template <typename T, typename I>
-__global__ void scatter_add_kernel(T* out, int64_t step, const I* index, const T* src,
+__global__ void scatter_add_kernel(compute_t<T>* out, int64_t step, const I* index, const T* src,
                                    StridedLayout l, int64_t n) {
   IM_GRID_STRIDE_LOOP(i, n) {
     int64_t off[2];
     offsets_of(l, i, 2, off);
-    atomicAdd(out + off[0] + static_cast<int64_t>(index[i]) * step, src[off[1]]);
+    atomicAdd(out + off[0] + static_cast<int64_t>(index[i]) * step,
+              convert<compute_t<T>>(src[off[1]]));
   }
 }
 
@@ -93,8 +94,9 @@ __global__ void masked_fill_kernel(const T* x, const uint8_t* mask, T value, T* 
 }
 
 // The CPU kernel's strict total order: NaN first, then larger values, then lower columns.
-template <typename T>
-__device__ __forceinline__ bool ranks_before(T vi, int64_t i, T vj, int64_t j) {
+// Compared in compute_t (bfloat16 widens exactly, so its order is the float order).
+template <typename C>
+__device__ __forceinline__ bool ranks_before(C vi, int64_t i, C vj, int64_t j) {
   const bool ni = isnan(vi), nj = isnan(vj);
   if (ni != nj) return ni;
   if (!ni && vi != vj) return vi > vj;
@@ -103,19 +105,20 @@ __device__ __forceinline__ bool ranks_before(T vi, int64_t i, T vj, int64_t j) {
 
 // One block per row (grid-stride over rows). Each thread takes columns j and counts the
 // columns ranked before j; since the order is total, ranks are distinct and the k with
-// rank < k are written straight to their sorted slot.
+// rank < k are written straight to their sorted slot (the stored value, bits unchanged).
 template <typename T>
 __global__ void topk_rows_kernel(const T* x, T* values, int64_t* indices, int64_t rows,
                                  int64_t cols, int64_t k) {
+  using C = compute_t<T>;
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* xr = x + r * cols;
     for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
-      const T vj = xr[j];
+      const C vj = convert<C>(xr[j]);
       int64_t rank = 0;
       for (int64_t i = 0; i < cols && rank < k; ++i)
-        if (ranks_before(xr[i], i, vj, j)) ++rank;
+        if (ranks_before(convert<C>(xr[i]), i, vj, j)) ++rank;
       if (rank < k) {
-        values[r * k + rank] = vj;
+        values[r * k + rank] = xr[j];
         indices[r * k + rank] = j;
       }
     }
@@ -146,7 +149,7 @@ void embedding_forward(const T* table, const I* ids, T* out, int64_t n, int64_t 
 }
 
 template <typename T, typename I>
-void embedding_backward(const T* g, const I* ids, T* dtable, int64_t n, int64_t dim,
+void embedding_backward(const T* g, const I* ids, compute_t<T>* dtable, int64_t n, int64_t dim,
                         int64_t padding_idx) {
   if (n * dim == 0) return;
   embedding_backward_kernel<T, I>
@@ -167,8 +170,8 @@ void gather(const T* x, const std::vector<int64_t>& x_strides, int64_t dim, cons
 }
 
 template <typename T, typename I>
-void scatter_add(T* out, const std::vector<int64_t>& out_strides, int64_t dim, const I* index,
-                 const T* src, const std::vector<int64_t>& src_strides,
+void scatter_add(compute_t<T>* out, const std::vector<int64_t>& out_strides, int64_t dim,
+                 const I* index, const T* src, const std::vector<int64_t>& src_strides,
                  const std::vector<int64_t>& shape) {
   const int64_t n = numel_of(shape);
   if (n == 0) return;
@@ -214,13 +217,15 @@ void topk_rows(const T* x, T* values, int64_t* indices, int64_t rows, int64_t co
   check_last_launch("topk kernel");
 }
 
-#define IM_CUDA_INDEXING_INSTANTIATE_T_I(T, I)                                                  \
-  template void embedding_forward<T, I>(const T*, const I*, T*, int64_t, int64_t);              \
-  template void embedding_backward<T, I>(const T*, const I*, T*, int64_t, int64_t, int64_t);    \
-  template void gather<T, I>(const T*, const std::vector<int64_t>&, int64_t, const I*, T*,      \
-                             const std::vector<int64_t>&);                                      \
-  template void scatter_add<T, I>(T*, const std::vector<int64_t>&, int64_t, const I*, const T*, \
-                                  const std::vector<int64_t>&, const std::vector<int64_t>&);
+#define IM_CUDA_INDEXING_INSTANTIATE_T_I(T, I)                                                   \
+  template void embedding_forward<T, I>(const T*, const I*, T*, int64_t, int64_t);               \
+  template void embedding_backward<T, I>(const T*, const I*, compute_t<T>*, int64_t, int64_t,    \
+                                         int64_t);                                               \
+  template void gather<T, I>(const T*, const std::vector<int64_t>&, int64_t, const I*, T*,       \
+                             const std::vector<int64_t>&);                                       \
+  template void scatter_add<T, I>(compute_t<T>*, const std::vector<int64_t>&, int64_t, const I*, \
+                                  const T*, const std::vector<int64_t>&,                         \
+                                  const std::vector<int64_t>&);
 
 #define IM_CUDA_INDEXING_INSTANTIATE_T(T)                                                        \
   IM_CUDA_INDEXING_INSTANTIATE_T_I(T, int32_t)                                                   \
@@ -234,6 +239,7 @@ void topk_rows(const T* x, T* values, int64_t* indices, int64_t rows, int64_t co
 
 IM_CUDA_INDEXING_INSTANTIATE_T(float)
 IM_CUDA_INDEXING_INSTANTIATE_T(double)
+IM_CUDA_INDEXING_INSTANTIATE_T(bfloat16)
 template int64_t first_out_of_range<int32_t>(const int32_t*, int64_t, int64_t, int64_t*);
 template int64_t first_out_of_range<int64_t>(const int64_t*, int64_t, int64_t, int64_t*);
 

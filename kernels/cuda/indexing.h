@@ -1,10 +1,15 @@
 // CUDA kernels for the index-driven ops; same signatures and results as
 // kernels/cpu/indexing.h (device pointers; every launch on the current stream). Index
 // values are assumed valid: front-ends check them with first_out_of_range first.
+// T is float, double or bfloat16 (values compared and summed in compute_t<T>); the
+// accumulating kernels add into a compute_t<T> buffer, so for bfloat16 the caller passes
+// a float32 accumulator and rounds it once.
 #pragma once
 
 #include <cstdint>
 #include <vector>
+
+#include "kernels/bfloat16.h"
 
 namespace im::kernels::cuda {
 
@@ -19,9 +24,9 @@ template <typename T, typename I>
 void embedding_forward(const T* table, const I* ids, T* out, int64_t n, int64_t dim);
 
 // dtable[ids[i], :] += g[i, :] except where ids[i] == padding_idx (dtable zeroed by the
-// caller). Atomic adds: repeated ids sum in an unspecified order.
+// caller). Atomic adds: repeated ids sum in an unspecified order, in compute_t<T>.
 template <typename T, typename I>
-void embedding_backward(const T* g, const I* ids, T* dtable, int64_t n, int64_t dim,
+void embedding_backward(const T* g, const I* ids, compute_t<T>* dtable, int64_t n, int64_t dim,
                         int64_t padding_idx);
 
 // out[p] = x[p with coordinate `dim` replaced by index[p]] over `shape` (the index's
@@ -31,10 +36,10 @@ void gather(const T* x, const std::vector<int64_t>& x_strides, int64_t dim, cons
             const std::vector<int64_t>& shape);
 
 // out[p with coordinate `dim` replaced by index[p]] += src[p] over `shape`; index
-// contiguous, out and src strided. Atomic adds.
+// contiguous, out and src strided. Atomic adds, in compute_t<T>.
 template <typename T, typename I>
-void scatter_add(T* out, const std::vector<int64_t>& out_strides, int64_t dim, const I* index,
-                 const T* src, const std::vector<int64_t>& src_strides,
+void scatter_add(compute_t<T>* out, const std::vector<int64_t>& out_strides, int64_t dim,
+                 const I* index, const T* src, const std::vector<int64_t>& src_strides,
                  const std::vector<int64_t>& shape);
 
 // out = cond ? a : b; operands strided (0 on broadcast dims), out contiguous.

@@ -1,5 +1,6 @@
 #include <cuda_runtime.h>
 
+#include "kernels/bfloat16.h"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/random.h"
 #include "kernels/philox.h"
@@ -14,7 +15,7 @@ __global__ void uniform_kernel(T* out, int64_t n, uint64_t seed, uint64_t offset
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(blockDim.x) * gridDim.x) {
     const double u = philox::to_uniform(philox::word(seed, offset, i));
-    out[i] = static_cast<T>(lo + (hi - lo) * u);
+    out[i] = convert<T>(lo + (hi - lo) * u);
   }
 }
 
@@ -24,7 +25,7 @@ __global__ void normal_kernel(T* out, int64_t n, uint64_t seed, uint64_t offset)
        i += int64_t(blockDim.x) * gridDim.x) {
     const double u1 = 1.0 - philox::to_uniform(philox::word(seed, offset, 2 * i));
     const double u2 = philox::to_uniform(philox::word(seed, offset, 2 * i + 1));
-    out[i] = static_cast<T>(sqrt(-2.0 * log(u1)) * cos(2.0 * 3.14159265358979323846 * u2));
+    out[i] = convert<T>(sqrt(-2.0 * log(u1)) * cos(2.0 * 3.14159265358979323846 * u2));
   }
 }
 
@@ -61,5 +62,7 @@ template void uniform<float>(float*, int64_t, uint64_t, uint64_t, double, double
 template void uniform<double>(double*, int64_t, uint64_t, uint64_t, double, double);
 template void normal<float>(float*, int64_t, uint64_t, uint64_t);
 template void normal<double>(double*, int64_t, uint64_t, uint64_t);
+template void uniform<bfloat16>(bfloat16*, int64_t, uint64_t, uint64_t, double, double);
+template void normal<bfloat16>(bfloat16*, int64_t, uint64_t, uint64_t);
 
 }  // namespace im::kernels::cuda

@@ -1,5 +1,7 @@
 // Philox draws on the GPU: the same (seed, offset, i) -> number mapping as core/rng.cpp,
-// so a CUDA tensor filled from a generator state equals the CPU one.
+// so a CUDA tensor filled from a generator state equals the CPU one. Each number is made
+// in double and rounded to T once; for bfloat16 (GPU only) that is through float, so a
+// bfloat16 draw is the float32 draw of the same state rounded to bfloat16.
 #pragma once
 
 #include <cstdint>

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "kernels/bfloat16.h"
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/reduce.h"
@@ -47,33 +48,35 @@ __device__ __forceinline__ int64_t seg_end(int64_t begin, int64_t seg, int64_t c
 // ---- sum ------------------------------------------------------------------------------
 
 template <typename T, int kW>
-__global__ void sum_rows_kernel(const T* x, T* out, double* partial, int64_t rows, int64_t cols,
-                                int64_t seg) {
-  __shared__ double scratch[32];
+__global__ void sum_rows_kernel(const T* x, T* out, row_accum_t<T>* partial, int64_t rows,
+                                int64_t cols, int64_t seg) {
+  using A = row_accum_t<T>;
+  __shared__ A scratch[32];
   const int64_t row = group_row<kW>();
   const bool valid = row < rows;  // lanes past the last row still join the shuffles
   const int64_t begin = static_cast<int64_t>(blockIdx.y) * seg;
   const int64_t end = valid ? seg_end(begin, seg, cols) : begin;
   const T* xr = x + (valid ? row : 0) * cols;
-  double acc = 0;
+  A acc = 0;
 #pragma unroll 4
   for (int64_t c = begin + group_rank<kW>(); c < end; c += group_size<kW>())
-    acc += static_cast<double>(xr[c]);
+    acc += convert<A>(xr[c]);
   acc = group_sum<kW>(acc, scratch);
   if (!valid || group_rank<kW>() != 0) return;
   if (partial) {
     partial[row * gridDim.y + blockIdx.y] = acc;
   } else {
-    out[row] = static_cast<T>(acc);
+    out[row] = convert<T>(acc);
   }
 }
 
 template <typename T>
-__global__ void sum_partials_kernel(const double* partial, T* out, int64_t rows, int64_t splits) {
+__global__ void sum_partials_kernel(const row_accum_t<T>* partial, T* out, int64_t rows,
+                                    int64_t splits) {
   IM_GRID_STRIDE_LOOP(r, rows) {
-    double acc = 0;
+    row_accum_t<T> acc = 0;
     for (int64_t k = 0; k < splits; ++k) acc += partial[r * splits + k];
-    out[r] = static_cast<T>(acc);
+    out[r] = convert<T>(acc);
   }
 }
 
@@ -92,20 +95,23 @@ __device__ __forceinline__ bool max_takes(T bv, int64_t bi, T av, int64_t ai) {
   return bi < ai;
 }
 
+// Values compare in C = compute_t<T> (bfloat16 widens exactly to float), so the maximum
+// stored back is the input element itself.
 template <typename T, int kW>
 __global__ void max_rows_kernel(const T* x, T* out, int64_t* argmax, double* pv, int64_t* pi,
                                 int64_t rows, int64_t cols, int64_t seg) {
-  __shared__ T sv[32];
+  using C = compute_t<T>;
+  __shared__ C sv[32];
   __shared__ int64_t si[32];
   const int64_t row = group_row<kW>();
   const bool valid = row < rows;
   const int64_t begin = static_cast<int64_t>(blockIdx.y) * seg;
   const int64_t end = valid ? seg_end(begin, seg, cols) : begin;
   const T* xr = x + (valid ? row : 0) * cols;
-  T v = T(0);
+  C v = C(0);
   int64_t i = -1;
   for (int64_t c = begin + group_rank<kW>(); c < end; c += group_size<kW>()) {
-    const T xv = xr[c];
+    const C xv = convert<C>(xr[c]);
     if (max_takes(xv, c, v, i)) {
       v = xv;
       i = c;
@@ -113,7 +119,7 @@ __global__ void max_rows_kernel(const T* x, T* out, int64_t* argmax, double* pv,
   }
 #pragma unroll
   for (int o = first_offset<kW>(); o > 0; o >>= 1) {
-    const T ov = __shfl_xor_sync(kFullMask, v, o);
+    const C ov = __shfl_xor_sync(kFullMask, v, o);
     const int64_t oi =
         static_cast<int64_t>(__shfl_xor_sync(kFullMask, static_cast<long long>(i), o));
     if (max_takes(ov, oi, v, i)) {
@@ -142,7 +148,7 @@ __global__ void max_rows_kernel(const T* x, T* out, int64_t* argmax, double* pv,
     pv[row * gridDim.y + blockIdx.y] = static_cast<double>(v);
     pi[row * gridDim.y + blockIdx.y] = i;
   } else {
-    out[row] = v;
+    out[row] = convert<T>(v);
     argmax[row] = i;
   }
 }
@@ -150,18 +156,19 @@ __global__ void max_rows_kernel(const T* x, T* out, int64_t* argmax, double* pv,
 template <typename T>
 __global__ void max_partials_kernel(const double* pv, const int64_t* pi, T* out, int64_t* argmax,
                                     int64_t rows, int64_t splits) {
+  using C = compute_t<T>;
   IM_GRID_STRIDE_LOOP(r, rows) {
-    T v = T(0);
+    C v = C(0);
     int64_t i = -1;
     for (int64_t k = 0; k < splits; ++k) {
-      const T cv = static_cast<T>(pv[r * splits + k]);
+      const C cv = static_cast<C>(pv[r * splits + k]);
       const int64_t ci = pi[r * splits + k];
       if (max_takes(cv, ci, v, i)) {
         v = cv;
         i = ci;
       }
     }
-    out[r] = v;
+    out[r] = convert<T>(v);
     argmax[r] = i;
   }
 }
@@ -172,7 +179,7 @@ __global__ void max_rows_backward_kernel(const T* g, const int64_t* argmax, T* d
   IM_GRID_STRIDE_LOOP(idx, rows * cols) {
     const int64_t r = idx / cols;
     const int64_t c = idx - r * cols;
-    dx[idx] = c == argmax[r] ? g[r] : T(0);
+    dx[idx] = c == argmax[r] ? g[r] : T{};  // T{}: zero, bfloat16 included
   }
 }
 
@@ -182,24 +189,25 @@ __global__ void max_rows_backward_kernel(const T* g, const int64_t* argmax, T* d
 // the CPU does for the whole row; a segment's (mean, M2) go to the workspace when the row
 // is split.
 template <typename T, int kW>
-__global__ void var_rows_kernel(const T* x, T* var, T* mean, double* partial, int64_t rows,
+__global__ void var_rows_kernel(const T* x, T* var, T* mean, row_accum_t<T>* partial, int64_t rows,
                                 int64_t cols, int64_t seg, int64_t correction) {
-  __shared__ double scratch[32];
+  using A = row_accum_t<T>;
+  __shared__ A scratch[32];
   const int64_t row = group_row<kW>();
   const bool valid = row < rows;
   const int64_t begin = static_cast<int64_t>(blockIdx.y) * seg;
   const int64_t end = valid ? seg_end(begin, seg, cols) : begin;
   const T* xr = x + (valid ? row : 0) * cols;
   const int rank = group_rank<kW>(), size = group_size<kW>();
-  double s = 0;
+  A s = 0;
 #pragma unroll 4
-  for (int64_t c = begin + rank; c < end; c += size) s += static_cast<double>(xr[c]);
+  for (int64_t c = begin + rank; c < end; c += size) s += convert<A>(xr[c]);
   s = group_sum<kW>(s, scratch);
-  const double m = s / static_cast<double>(end - begin);
-  double ss = 0;
+  const A m = s / static_cast<A>(end - begin);
+  A ss = 0;
 #pragma unroll 4
   for (int64_t c = begin + rank; c < end; c += size) {
-    const double d = static_cast<double>(xr[c]) - m;
+    const A d = convert<A>(xr[c]) - m;
     ss += d * d;
   }
   ss = group_sum<kW>(ss, scratch);
@@ -209,31 +217,32 @@ __global__ void var_rows_kernel(const T* x, T* var, T* mean, double* partial, in
     partial[2 * k] = m;
     partial[2 * k + 1] = ss;
   } else {
-    const double denom = static_cast<double>(cols - correction);
-    var[row] = static_cast<T>(denom > 0 ? ss / denom : NAN);
-    mean[row] = static_cast<T>(m);
+    const A denom = static_cast<A>(cols - correction);
+    var[row] = convert<T>(denom > 0 ? ss / denom : static_cast<A>(NAN));
+    mean[row] = convert<T>(m);
   }
 }
 
 // Chan et al.'s pairwise merge of the segments' (count, mean, M2), in segment order.
 template <typename T>
-__global__ void var_partials_kernel(const double* partial, T* var, T* mean, int64_t rows,
+__global__ void var_partials_kernel(const row_accum_t<T>* partial, T* var, T* mean, int64_t rows,
                                     int64_t cols, int64_t seg, int64_t splits, int64_t correction) {
+  using A = row_accum_t<T>;
   IM_GRID_STRIDE_LOOP(r, rows) {
-    double n = 0, mu = 0, m2 = 0;
+    A n = 0, mu = 0, m2 = 0;
     for (int64_t k = 0; k < splits; ++k) {
-      const double nb = static_cast<double>(seg_end(k * seg, seg, cols) - k * seg);
-      const double mb = partial[2 * (r * splits + k)];
-      const double m2b = partial[2 * (r * splits + k) + 1];
-      const double total = n + nb;
-      const double d = mb - mu;
+      const A nb = static_cast<A>(seg_end(k * seg, seg, cols) - k * seg);
+      const A mb = partial[2 * (r * splits + k)];
+      const A m2b = partial[2 * (r * splits + k) + 1];
+      const A total = n + nb;
+      const A d = mb - mu;
       mu += d * (nb / total);
       m2 += m2b + d * d * (n * nb / total);
       n = total;
     }
-    const double denom = static_cast<double>(cols - correction);
-    var[r] = static_cast<T>(denom > 0 ? m2 / denom : NAN);
-    mean[r] = static_cast<T>(mu);
+    const A denom = static_cast<A>(cols - correction);
+    var[r] = convert<T>(denom > 0 ? m2 / denom : static_cast<A>(NAN));
+    mean[r] = convert<T>(mu);
   }
 }
 
@@ -243,27 +252,28 @@ __global__ void var_partials_kernel(const double* partial, T* var, T* mean, int6
 // blockIdx.x * 32 + tx, so each warp reads 32 consecutive elements of one row; the 8 row
 // lanes are then added in order.
 template <typename T>
-__global__ void sum_cols_kernel(const T* x, T* out, double* partial, int64_t rows, int64_t cols,
-                                int64_t seg) {
-  __shared__ double tile[kColLanes][kColTile + 1];
+__global__ void sum_cols_kernel(const T* x, T* out, row_accum_t<T>* partial, int64_t rows,
+                                int64_t cols, int64_t seg) {
+  using A = row_accum_t<T>;
+  __shared__ A tile[kColLanes][kColTile + 1];
   const int64_t c = static_cast<int64_t>(blockIdx.x) * kColTile + threadIdx.x;
   const int64_t begin = static_cast<int64_t>(blockIdx.y) * seg;
   const int64_t end = seg_end(begin, seg, rows);
-  double acc = 0;
+  A acc = 0;
   if (c < cols) {
 #pragma unroll 4
     for (int64_t r = begin + threadIdx.y; r < end; r += kColLanes)
-      acc += static_cast<double>(x[r * cols + c]);
+      acc += convert<A>(x[r * cols + c]);
   }
   tile[threadIdx.y][threadIdx.x] = acc;
   __syncthreads();
   if (threadIdx.y != 0 || c >= cols) return;
-  double s = tile[0][threadIdx.x];
+  A s = tile[0][threadIdx.x];
   for (int k = 1; k < kColLanes; ++k) s += tile[k][threadIdx.x];
   if (partial) {
     partial[static_cast<int64_t>(blockIdx.y) * cols + c] = s;
   } else {
-    out[c] = static_cast<T>(s);
+    out[c] = convert<T>(s);
   }
 }
 
@@ -272,19 +282,19 @@ __global__ void sum_cols_kernel(const T* x, T* out, double* partial, int64_t row
 template <typename T>
 __global__ void sum_cols_few_rows_kernel(const T* x, T* out, int64_t rows, int64_t cols) {
   IM_GRID_STRIDE_LOOP(c, cols) {
-    double s = 0;
-    for (int64_t r = 0; r < rows; ++r) s += static_cast<double>(x[r * cols + c]);
-    out[c] = static_cast<T>(s);
+    row_accum_t<T> s = 0;
+    for (int64_t r = 0; r < rows; ++r) s += convert<row_accum_t<T>>(x[r * cols + c]);
+    out[c] = convert<T>(s);
   }
 }
 
 template <typename T>
-__global__ void sum_cols_partials_kernel(const double* partial, T* out, int64_t cols,
+__global__ void sum_cols_partials_kernel(const row_accum_t<T>* partial, T* out, int64_t cols,
                                          int64_t splits) {
   IM_GRID_STRIDE_LOOP(c, cols) {
-    double s = 0;
+    row_accum_t<T> s = 0;
     for (int64_t k = 0; k < splits; ++k) s += partial[k * cols + c];
-    out[c] = static_cast<T>(s);
+    out[c] = convert<T>(s);
   }
 }
 
@@ -306,10 +316,10 @@ void sum_rows(const T* x, T* out, int64_t rows, int64_t cols, void* workspace) {
   if (rows <= 0) return;
   const RowShape s = row_shape(rows, cols);
   const Segments sp = row_segments(rows, cols);
-  double* partial = nullptr;
+  row_accum_t<T>* partial = nullptr;
   if (sp.splits > 1) {
     require_workspace(workspace, "sum_rows");
-    partial = static_cast<double*>(workspace);
+    partial = static_cast<row_accum_t<T>*>(workspace);
   }
   const dim3 grid(s.grid, static_cast<unsigned>(sp.splits));
   with_group_width(s.width, [&]<int W>() {
@@ -363,10 +373,10 @@ void var_rows(const T* x, T* var, T* mean, int64_t rows, int64_t cols, int64_t c
   if (rows <= 0) return;
   const RowShape s = row_shape(rows, cols);
   const Segments sp = row_segments(rows, cols);
-  double* partial = nullptr;
+  row_accum_t<T>* partial = nullptr;
   if (sp.splits > 1) {
     require_workspace(workspace, "var_rows");
-    partial = static_cast<double*>(workspace);
+    partial = static_cast<row_accum_t<T>*>(workspace);
   }
   const dim3 grid(s.grid, static_cast<unsigned>(sp.splits));
   with_group_width(s.width, [&]<int W>() {
@@ -390,10 +400,10 @@ void sum_cols(const T* x, T* out, int64_t rows, int64_t cols, void* workspace) {
     return;
   }
   const ColPlan p = col_plan(rows, cols);
-  double* partial = nullptr;
+  row_accum_t<T>* partial = nullptr;
   if (p.splits > 1) {
     require_workspace(workspace, "sum_cols");
-    partial = static_cast<double*>(workspace);
+    partial = static_cast<row_accum_t<T>*>(workspace);
   }
   const dim3 grid(p.col_blocks, static_cast<unsigned>(p.splits));
   const dim3 block(kColTile, kColLanes);
@@ -414,6 +424,7 @@ void sum_cols(const T* x, T* out, int64_t rows, int64_t cols, void* workspace) {
   template void sum_cols<T>(const T*, T*, int64_t, int64_t, void*);
 IM_CUDA_INSTANTIATE(float)
 IM_CUDA_INSTANTIATE(double)
+IM_CUDA_INSTANTIATE(bfloat16)
 #undef IM_CUDA_INSTANTIATE
 
 }  // namespace im::kernels::cuda

@@ -1,8 +1,9 @@
 // CUDA row and column reductions; the semantics of kernels/cpu/reduce.h on device
 // pointers, accumulated in double for float32 too (reads dominate, so this costs nothing
-// measurable and keeps results within ~1e-7 of the CPU's). Rows of up to 1024 columns are
-// reduced one warp per row, longer ones one block per row; when there are too few rows to
-// fill the GPU, long rows are cut into segments reduced by separate blocks, whose partial
+// measurable and keeps results within ~1e-7 of the CPU's). bfloat16 (GPU only) is
+// accumulated in float (row_accum_t) and each result rounded to bfloat16 once. Rows of up to 1024
+// columns are reduced one warp per row, longer ones one block per row; when there are too few rows
+// to fill the GPU, long rows are cut into segments reduced by separate blocks, whose partial
 // results a second kernel combines in a fixed order. Results are deterministic.
 #pragma once
 

@@ -19,14 +19,25 @@
 // dBm/dCm over the channels of a warp by a shuffle reduce-scatter, over the warps of the
 // block through shared memory at the end of the chunk, and over blocks by one global
 // atomicAdd per (step, n) per block; dA/dD are accumulated per thread across time (per
-// chunk in T, across chunks in double) and added with one atomicAdd per (e, n) per block.
+// chunk in the compute type, across chunks in double) and added with one atomicAdd per
+// (e, n) per block.
+//
+// bfloat16 (T) computes in float (C = compute_t<T>): the tiles of the inputs and outputs
+// stay bfloat16 in shared memory (half the copy traffic and smem), each element is widened
+// where the recurrence reads it and rounded where an output is written; A, D, the states,
+// the recomputed per-step states of the backward chunk and every sum are C (dBm and dCm are
+// summed in float in the workspace, then rounded by store_sums_kernel). cp.async has no
+// 2-byte form, so bfloat16 moves up to 16 bytes (8 elements) per copy where a row allows and
+// falls back to plain loads (ordered by the same barriers) where it does not.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "kernels/bfloat16.h"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/selective_scan.h"
 
@@ -55,10 +66,11 @@ using ForwardCfg = Cfg<kN, (kN < 16 ? kN : 16)>;
 template <int kN>
 using BackwardCfg = Cfg<kN, 4>;
 
-// Blocks per SM the forward kernel asks registers for: 24 warps in float, so that the
-// small preset's bidirectional grid (B=64, E=768) fits in one wave on an H100.
+// Blocks per SM the forward kernel asks registers for: 24 warps when computing in float
+// (float32 and bfloat16), so that the small preset's bidirectional grid (B=64, E=768) fits in
+// one wave on an H100.
 template <typename T, int kN>
-constexpr int kForwardMinBlocks = sizeof(T) == 4 ? 768 / ForwardCfg<kN>::kThreads : 1;
+constexpr int kForwardMinBlocks = sizeof(compute_t<T>) == 4 ? 768 / ForwardCfg<kN>::kThreads : 1;
 
 constexpr int kForwardChunk = 8;
 constexpr int kBackwardChunk = static_cast<int>(kScanBackwardChunk);
@@ -81,10 +93,24 @@ __device__ __forceinline__ double decay_of(double de, double a) {
   return exp(de * a);
 }
 
-// kS consecutive elements of shared memory, 16 bytes at a time (src 16-byte aligned).
-template <int kS, typename T>
-__device__ __forceinline__ void load_vec(const T* src, T (&dst)[kS]) {
-  if constexpr (sizeof(T) == 4 && kS % 4 == 0) {
+template <typename T, int kN>
+struct alignas(sizeof(T) * kN) Pack {  // kN elements moved as one access
+  T v[kN];
+};
+
+// kS consecutive elements of shared memory, 16 bytes at a time (src 16-byte aligned; for
+// bfloat16, kS < 8 reads one kS-element access, src aligned to it), widened to C.
+template <int kS, typename T, typename C>
+__device__ __forceinline__ void load_vec(const T* src, C (&dst)[kS]) {
+  if constexpr (!std::is_same_v<T, C>) {
+    constexpr int kV = kS < 8 ? kS : 8;
+#pragma unroll
+    for (int i = 0; i < kS / kV; ++i) {
+      const Pack<T, kV> v = reinterpret_cast<const Pack<T, kV>*>(src)[i];
+#pragma unroll
+      for (int k = 0; k < kV; ++k) dst[kV * i + k] = convert<C>(v.v[k]);
+    }
+  } else if constexpr (sizeof(T) == 4 && kS % 4 == 0) {
 #pragma unroll
     for (int i = 0; i < kS / 4; ++i) {
       const float4 v = reinterpret_cast<const float4*>(src)[i];
@@ -130,19 +156,25 @@ __device__ __forceinline__ int64_t time_of(int64_t s, int64_t L, bool reverse) {
 // Asynchronous copy of kBytes (4, 8 or 16) from global to shared memory (cp.async: no
 // register round trip, so a thread has all of its copies in flight at once); with valid
 // false it reads nothing and writes zeros. Complete with cp_async_wait<n>() and a barrier.
+// 2 bytes (a bfloat16 element; cp.async has no such size) is a plain load and store, which
+// the same barrier completes.
 template <int kBytes>
 __device__ __forceinline__ void cp_async(void* smem, const void* global, bool valid) {
-  static_assert(kBytes == 4 || kBytes == 8 || kBytes == 16, "cp.async size");
-  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  const int src_bytes = valid ? kBytes : 0;
-  if constexpr (kBytes == 16)
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(global),
-                 "r"(src_bytes)
-                 : "memory");
-  else
-    asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(dst), "l"(global),
-                 "n"(kBytes), "r"(src_bytes)
-                 : "memory");
+  static_assert(kBytes == 2 || kBytes == 4 || kBytes == 8 || kBytes == 16, "cp.async size");
+  if constexpr (kBytes == 2) {
+    *static_cast<uint16_t*>(smem) = valid ? *static_cast<const uint16_t*>(global) : uint16_t{0};
+  } else {
+    const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+    const int src_bytes = valid ? kBytes : 0;
+    if constexpr (kBytes == 16)
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(global),
+                   "r"(src_bytes)
+                   : "memory");
+    else
+      asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(dst), "l"(global),
+                   "n"(kBytes), "r"(src_bytes)
+                   : "memory");
+  }
 }
 __device__ __forceinline__ void cp_async_commit() {
   asm volatile("cp.async.commit_group;\n" ::: "memory");
@@ -156,11 +188,6 @@ __device__ __forceinline__ void cp_async_wait() {
 // Elements of T in one 16-byte access.
 template <typename T>
 constexpr int kVec = 16 / sizeof(T);
-
-template <typename T, int kN>
-struct alignas(sizeof(T) * kN) Pack {  // kN elements moved as one access
-  T v[kN];
-};
 
 // Whether the [.., E] rows of `ptr` can move 16 bytes at a time: E a multiple of kVec<T>
 // and the base 16-byte aligned (a tile's first channel e0 is a multiple of kVec<T>).
@@ -221,7 +248,7 @@ __device__ __forceinline__ void load_tile(T* tile, const T* src, int64_t b, int6
                                           int64_t e0, int channels, int64_t s0, int len,
                                           bool reverse) {
   if (src == nullptr) {
-    for (int i = threadIdx.x; i < kRows * kCh; i += kThreads) tile[i] = T(0);
+    for (int i = threadIdx.x; i < kRows * kCh; i += kThreads) tile[i] = T{};
   } else if (vector_ok(src, E)) {
     load_tile_as<T, kRows, kCh, kThreads, kVec<T>>(tile, src, b, L, E, e0, channels, s0, len,
                                                    reverse);
@@ -256,14 +283,15 @@ __device__ __forceinline__ void store_tile(const T* tile, T* dst, int64_t b, int
     store_tile_as<T, kRows, kCh, kThreads, 1>(tile, dst, b, L, E, e0, channels, s0, len, reverse);
 }
 
-// rows[j][n] = src[b, t(s0 + j), n] for j < len, n < N; 0 elsewhere (the padded states).
-// Issued asynchronously (see cp_async).
-template <typename T, int kRows, int kN, int kThreads>
-__device__ __forceinline__ void load_rows(T* rows, const T* src, int64_t b, int64_t L, int64_t N,
-                                          int64_t s0, int len, bool reverse) {
-  static_assert(kThreads % kN == 0, "a block covers whole rows per pass");
-  constexpr int kStep = kThreads / kN;
-  const int n = threadIdx.x % kN, j0 = threadIdx.x / kN;
+// rows[j][n] = src[b, t(s0 + j), n] for j < len, n < N; 0 elsewhere (the padded states),
+// kV states per copy (kV divides N, so a copy is all inside or all outside the row).
+template <typename T, int kRows, int kN, int kThreads, int kV>
+__device__ __forceinline__ void load_rows_as(T* rows, const T* src, int64_t b, int64_t L, int64_t N,
+                                             int64_t s0, int len, bool reverse) {
+  constexpr int kPerRow = kN / kV;  // threads per row
+  static_assert(kN % kV == 0 && kThreads % kPerRow == 0, "a block covers whole rows per pass");
+  constexpr int kStep = kThreads / kPerRow;
+  const int n = (threadIdx.x % kPerRow) * kV, j0 = threadIdx.x / kPerRow;
   int64_t offset = (b * L + time_of(s0 + j0, L, reverse)) * N + n;
   const int64_t stride = (reverse ? -kStep : kStep) * N;
 #pragma unroll
@@ -271,10 +299,30 @@ __device__ __forceinline__ void load_rows(T* rows, const T* src, int64_t b, int6
     const int j = j0 + r * kStep;
     if (j < kRows) {
       const bool ok = j < len && n < N;
-      cp_async<sizeof(T)>(rows + j * kN + n, ok ? src + offset : src, ok);
+      cp_async<kV * sizeof(T)>(rows + j * kN + n, ok ? src + offset : src, ok);
     }
     offset += stride;
   }
+}
+
+// States per copy of a bfloat16 row: up to 16 bytes (2-byte copies are not asynchronous).
+// 4- and 8-byte elements copy one state at a time.
+template <typename T, int kN>
+constexpr int kRowVec = sizeof(T) == 2 ? (kN < 8 ? kN : 8) : 1;
+
+// load_rows_as with kRowVec states per copy where N and src's alignment allow. Issued
+// asynchronously (see cp_async).
+template <typename T, int kRows, int kN, int kThreads>
+__device__ __forceinline__ void load_rows(T* rows, const T* src, int64_t b, int64_t L, int64_t N,
+                                          int64_t s0, int len, bool reverse) {
+  constexpr int kV = kRowVec<T, kN>;
+  if constexpr (kV > 1) {
+    if (N % kV == 0 && reinterpret_cast<uintptr_t>(src) % (kV * sizeof(T)) == 0) {
+      load_rows_as<T, kRows, kN, kThreads, kV>(rows, src, b, L, N, s0, len, reverse);
+      return;
+    }
+  }
+  load_rows_as<T, kRows, kN, kThreads, 1>(rows, src, b, L, N, s0, len, reverse);
 }
 
 // Sums over the lanes of a warp that differ in lane bits kMask, 2 kMask, ... 16 (the
@@ -326,8 +374,10 @@ struct BackwardBatch {
 template <typename T, int kN>
 __global__ void __launch_bounds__(ForwardCfg<kN>::kThreads, kForwardMinBlocks<T, kN>)
     scan_forward_kernel(const ForwardBatch<T> batch) {
-  using C = ForwardCfg<kN>;
-  constexpr int kS = C::kS, kLanes = C::kLanes, kCh = C::kChannels, kThreads = C::kThreads;
+  using Cfg = ForwardCfg<kN>;
+  using C = compute_t<T>;
+  constexpr int kS = Cfg::kS, kLanes = Cfg::kLanes, kCh = Cfg::kChannels;
+  constexpr int kThreads = Cfg::kThreads;
   constexpr int kTc = kForwardChunk;
   // Two buffers (chunk c computes from one while chunk c + 1 loads into the other) of:
   // tiles [kTc][kCh] of u (overwritten with y), delta and inject; Bm, Cm rows [kTc][kN].
@@ -363,15 +413,15 @@ __global__ void __launch_bounds__(ForwardCfg<kN>::kThreads, kForwardMinBlocks<T,
   const int slice = tid % kLanes, cl = tid / kLanes, n0 = slice * kS;
   const int64_t e = e0 + cl;
   const bool active = cl < channels;
-  T a_row[kS];  // A[e, n0 + k], scaled for decay_of; 0 for padded states
+  C a_row[kS];  // A[e, n0 + k], scaled for decay_of; 0 for padded states
 #pragma unroll
   for (int k = 0; k < kS; ++k)
-    a_row[k] = active && n0 + k < N ? scale_a(p.A[e * N + n0 + k]) : T(0);
-  const T d_e = active ? p.D[e] : T(0);
+    a_row[k] = active && n0 + k < N ? scale_a(p.A[e * N + n0 + k]) : C(0);
+  const C d_e = active ? p.D[e] : C(0);
 
-  T h[kS];
+  C h[kS];
 #pragma unroll
-  for (int k = 0; k < kS; ++k) h[k] = T(0);
+  for (int k = 0; k < kS; ++k) h[k] = C(0);
   for (int64_t c = 0; c < chunks; ++c) {
     const int buf = static_cast<int>(c & 1);
     const int64_t s0 = c * kTc;
@@ -386,12 +436,12 @@ __global__ void __launch_bounds__(ForwardCfg<kN>::kThreads, kForwardMinBlocks<T,
     const T *su = s_u[buf], *sd = s_d[buf], *si = s_i[buf], *sb = s_b[buf], *sc = s_c[buf];
     for (int j = 0; j < len; ++j) {
       const int at = j * kCh + cl;
-      const T de = sd[at], uu = su[at];
-      const T drive = de * (uu + si[at]);
-      T bn[kS], cn[kS];
+      const C de = convert<C>(sd[at]), uu = convert<C>(su[at]);
+      const C drive = de * (uu + convert<C>(si[at]));
+      C bn[kS], cn[kS];
       load_vec<kS>(sb + j * kN + n0, bn);
       load_vec<kS>(sc + j * kN + n0, cn);
-      T acc = T(0);
+      C acc = C(0);
 #pragma unroll
       for (int k = 0; k < kS; ++k) {
         h[k] = decay_of(de, a_row[k]) * h[k] + drive * bn[k];
@@ -399,8 +449,8 @@ __global__ void __launch_bounds__(ForwardCfg<kN>::kThreads, kForwardMinBlocks<T,
       }
 #pragma unroll
       for (int o = 1; o < kLanes; o <<= 1) acc += __shfl_xor_sync(kFullMask, acc, o);
-      if constexpr (kLanes > 1) __syncwarp();         // every lane of the channel has read u
-      if (slice == 0) s_u[buf][at] = acc + d_e * uu;  // y
+      if constexpr (kLanes > 1) __syncwarp();  // every lane of the channel has read u
+      if (slice == 0) s_u[buf][at] = convert<T>(acc + d_e * uu);  // y
     }
     __syncthreads();
     store_tile<T, kTc, kCh, kThreads>(s_u[buf], p.y, b, L, E, e0, channels, s0, len, rev);
@@ -410,33 +460,82 @@ __global__ void __launch_bounds__(ForwardCfg<kN>::kThreads, kForwardMinBlocks<T,
 
 // ---- backward --------------------------------------------------------------------------
 
-// Dynamic shared memory of the backward kernel, in elements of T:
-//   states [kTc][kThreads][kS]  the state before each step of the chunk, per thread; once a
-//                               warp has used its 32 slots of row j, they take that warp's
-//                               dBm, dCm terms of step j summed over its channels [2][kN]
-//   4 tiles [kTc][kCh]          dy, u, delta, inject; overwritten with du, -, ddelta, dinject
-//   Bm, Cm [kTc][kN]
+// The workspace's states at chunk boundaries: [B, chunks - 1, E, N].
+__host__ __device__ inline int64_t boundary_state_elems(const ScanDims& d) {
+  const int64_t chunks = (d.len + kScanBackwardChunk - 1) / kScanBackwardChunk;
+  return chunks > 1 ? d.batch * (chunks - 1) * d.inner * d.state : 0;
+}
+
+// The workspace's float sums of dBm and dCm (bfloat16 only).
+int64_t float_sum_elems(const ScanDims& d) {
+  return 2 * d.batch * d.len * d.state;
+}
+
+// Where the backward kernel adds the summed gradients: dA and dD (compute type) to the
+// outputs; dBm and dCm to the outputs when T is its own compute type, and for bfloat16 to
+// float sums in the workspace after the boundary states (so no partial sum is ever rounded),
+// which store_sums_kernel rounds to the bfloat16 outputs once the kernel is done.
+template <typename C>
+struct ScanSums {
+  C *dA, *dD, *dBm, *dCm;
+};
+
+template <typename T>
+__host__ __device__ ScanSums<compute_t<T>> sums_of(const ScanBackwardProblem<T>& p) {
+  if constexpr (std::is_same_v<T, compute_t<T>>) {
+    return {p.dA, p.dD, p.dBm, p.dCm};
+  } else {
+    compute_t<T>* dBm = p.workspace + boundary_state_elems(p.dims);
+    return {p.dA, p.dD, dBm, dBm + p.dims.batch * p.dims.len * p.dims.state};
+  }
+}
+
+// The float sums of dBm and dCm (back to back in the workspace) rounded to p's outputs.
+template <typename T>
+__global__ void store_sums_kernel(const ScanBackwardProblem<T> p) {
+  const compute_t<T>* sums = sums_of(p).dBm;
+  const int64_t n = p.dims.batch * p.dims.len * p.dims.state;
+  IM_GRID_STRIDE_LOOP(i, 2 * n) {
+    const T v = convert<T>(sums[i]);
+    if (i < n)
+      p.dBm[i] = v;
+    else
+      p.dCm[i - n] = v;
+  }
+}
+
+// Dynamic shared memory of the backward kernel:
+//   states [kTc][kThreads][kS]  (compute type) the state before each step of the chunk, per
+//                               thread; once a warp has used its 32 slots of row j, they take
+//                               that warp's dBm, dCm terms of step j summed over its
+//                               channels [2][kN]
+//   4 tiles [kTc][kCh]          (T) dy, u, delta, inject; overwritten with du, -, ddelta,
+//                               dinject
+//   Bm, Cm [kTc][kN]            (T)
 template <typename T, int kN>
 constexpr size_t backward_smem_bytes() {
-  using C = BackwardCfg<kN>;
-  static_assert(2 * kN <= 32 * C::kS, "a warp's state slots of a row hold its dBm, dCm sums");
+  using Cfg = BackwardCfg<kN>;
+  static_assert(2 * kN <= 32 * Cfg::kS, "a warp's state slots of a row hold its dBm, dCm sums");
   constexpr size_t kTc = kBackwardChunk;
-  return sizeof(T) * (kTc * C::kS * C::kThreads + 4 * kTc * C::kChannels + 2 * kTc * kN);
+  return sizeof(compute_t<T>) * kTc * Cfg::kS * Cfg::kThreads +
+         sizeof(T) * (4 * kTc * Cfg::kChannels + 2 * kTc * kN);
 }
 
 template <typename T, int kN>
 __global__ void __launch_bounds__(BackwardCfg<kN>::kThreads)
     scan_backward_kernel(const BackwardBatch<T> batch) {
-  using C = BackwardCfg<kN>;
-  constexpr int kS = C::kS, kLanes = C::kLanes, kCh = C::kChannels, kThreads = C::kThreads;
+  using Cfg = BackwardCfg<kN>;
+  using C = compute_t<T>;
+  constexpr int kS = Cfg::kS, kLanes = Cfg::kLanes, kCh = Cfg::kChannels;
+  constexpr int kThreads = Cfg::kThreads;
   constexpr int kTc = kBackwardChunk;
   constexpr int kV = 2 * kS;  // the dBm and dCm terms of a thread's states at one step
   constexpr int kRounds = log2_of(32 / kLanes);
   constexpr int kKept = (kV >> kRounds) > 0 ? (kV >> kRounds) : 1;
   constexpr int kWriters = kLanes * kV < 32 ? kLanes * kV : 32;  // lanes holding distinct sums
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  T* s_state = reinterpret_cast<T*>(smem_raw);
-  T* s_g = s_state + kTc * kS * kThreads;
+  C* s_state = reinterpret_cast<C*>(smem_raw);
+  T* s_g = reinterpret_cast<T*>(s_state + kTc * kS * kThreads);
   T* s_u = s_g + kTc * kCh;
   T* s_d = s_u + kTc * kCh;
   T* s_i = s_d + kTc * kCh;
@@ -460,22 +559,23 @@ __global__ void __launch_bounds__(BackwardCfg<kN>::kThreads)
   const int slice = tid % kLanes, cl = tid / kLanes, n0 = slice * kS;
   const int64_t e = e0 + cl;
   const bool active = cl < channels;
-  T a_row[kS], a_scaled[kS];  // A[e, n0 + k] as is and scaled for decay_of; 0 when padded
+  const ScanSums<C> sums = sums_of(p);
+  C a_row[kS], a_scaled[kS];  // A[e, n0 + k] as is and scaled for decay_of; 0 when padded
 #pragma unroll
   for (int k = 0; k < kS; ++k) {
-    a_row[k] = active && n0 + k < N ? p.A[e * N + n0 + k] : T(0);
+    a_row[k] = active && n0 + k < N ? p.A[e * N + n0 + k] : C(0);
     a_scaled[k] = scale_a(a_row[k]);
   }
-  const T d_e = active ? p.D[e] : T(0);
+  const C d_e = active ? p.D[e] : C(0);
   // Boundary state c (c >= 1: the state before scan step c * kTc) of this thread.
-  auto boundary = [&](int64_t c, int k) -> T& {
+  auto boundary = [&](int64_t c, int k) -> C& {
     return p.workspace[((b * (chunks - 1) + (c - 1)) * E + e) * N + n0 + k];
   };
 
   // Sweep 1: the recurrence forward, keeping the state at each chunk boundary.
-  T h[kS];
+  C h[kS];
 #pragma unroll
-  for (int k = 0; k < kS; ++k) h[k] = T(0);
+  for (int k = 0; k < kS; ++k) h[k] = C(0);
   for (int64_t c = 0; c + 1 < chunks; ++c) {
     const int64_t s0 = c * kTc;
     load_tile<T, kTc, kCh, kThreads>(s_u, p.u, b, L, E, e0, channels, s0, kTc, rev);
@@ -486,9 +586,9 @@ __global__ void __launch_bounds__(BackwardCfg<kN>::kThreads)
     cp_async_wait<0>();
     __syncthreads();
     for (int j = 0; j < kTc; ++j) {
-      const T de = s_d[j * kCh + cl];
-      const T drive = de * (s_u[j * kCh + cl] + s_i[j * kCh + cl]);
-      T bn[kS];
+      const C de = convert<C>(s_d[j * kCh + cl]);
+      const C drive = de * (convert<C>(s_u[j * kCh + cl]) + convert<C>(s_i[j * kCh + cl]));
+      C bn[kS];
       load_vec<kS>(s_b + j * kN + n0, bn);
 #pragma unroll
       for (int k = 0; k < kS; ++k) h[k] = decay_of(de, a_scaled[k]) * h[k] + drive * bn[k];
@@ -502,12 +602,12 @@ __global__ void __launch_bounds__(BackwardCfg<kN>::kThreads)
   }
 
   // Sweep 2: chunks in reverse scan order.
-  T carry[kS], h_cur[kS];  // adjoint carried from the next step; the state after the step
+  C carry[kS], h_cur[kS];  // adjoint carried from the next step; the state after the step
   double dA_sum[kS];
   double dD_sum = 0;
 #pragma unroll
   for (int k = 0; k < kS; ++k) {
-    carry[k] = T(0);
+    carry[k] = C(0);
     dA_sum[k] = 0;
   }
   for (int64_t c = chunks - 1; c >= 0; --c) {
@@ -521,16 +621,16 @@ __global__ void __launch_bounds__(BackwardCfg<kN>::kThreads)
     load_rows<T, kTc, kN, kThreads>(s_b, p.Bm, b, L, N, s0, len, rev);
     load_rows<T, kTc, kN, kThreads>(s_c, p.Cm, b, L, N, s0, len, rev);
 #pragma unroll
-    for (int k = 0; k < kS; ++k) h[k] = c > 0 && active && n0 + k < N ? boundary(c, k) : T(0);
+    for (int k = 0; k < kS; ++k) h[k] = c > 0 && active && n0 + k < N ? boundary(c, k) : C(0);
     cp_async_commit();
     cp_async_wait<0>();
     __syncthreads();
 
     // Recompute the chunk: the state before step j goes to this thread's slot of row j.
     for (int j = 0; j < len; ++j) {
-      const T de = s_d[j * kCh + cl];
-      const T drive = de * (s_u[j * kCh + cl] + s_i[j * kCh + cl]);
-      T bn[kS];
+      const C de = convert<C>(s_d[j * kCh + cl]);
+      const C drive = de * (convert<C>(s_u[j * kCh + cl]) + convert<C>(s_i[j * kCh + cl]));
+      C bn[kS];
       load_vec<kS>(s_b + j * kN + n0, bn);
       store_vec<kS>(s_state + (j * kThreads + tid) * kS, h);
 #pragma unroll
@@ -542,25 +642,25 @@ __global__ void __launch_bounds__(BackwardCfg<kN>::kThreads)
     // The adjoint recurrence back over the chunk (kernels/cpu/selective_scan.cpp):
     //   dh = carry + Cm g;  dBm += dh de x;  dCm += g h;  dA += dh de a h_prev;
     //   dx += dh Bm;  ddelta += dh (A a h_prev + Bm x);  carry = a dh.
-    T dA_chunk[kS];
-    T dD_chunk = T(0);
+    C dA_chunk[kS];
+    C dD_chunk = C(0);
 #pragma unroll
-    for (int k = 0; k < kS; ++k) dA_chunk[k] = T(0);
+    for (int k = 0; k < kS; ++k) dA_chunk[k] = C(0);
     for (int j = len - 1; j >= 0; --j) {
       const int at = j * kCh + cl;
-      const T g = s_g[at], uu = s_u[at], de = s_d[at];
-      const T x = uu + s_i[at];
-      const T dex = de * x;
-      T h_prev[kS], bn[kS], cn[kS], v[kV];
+      const C g = convert<C>(s_g[at]), uu = convert<C>(s_u[at]), de = convert<C>(s_d[at]);
+      const C x = uu + convert<C>(s_i[at]);
+      const C dex = de * x;
+      C h_prev[kS], bn[kS], cn[kS], v[kV];
       load_vec<kS>(s_state + (j * kThreads + tid) * kS, h_prev);
       load_vec<kS>(s_b + j * kN + n0, bn);
       load_vec<kS>(s_c + j * kN + n0, cn);
-      T dx = T(0), ddelta = T(0);
+      C dx = C(0), ddelta = C(0);
 #pragma unroll
       for (int k = 0; k < kS; ++k) {
-        const T a = decay_of(de, a_scaled[k]);
-        const T dh = carry[k] + cn[k] * g;  // total adjoint of this step's state
-        const T ah = a * h_prev[k];
+        const C a = decay_of(de, a_scaled[k]);
+        const C dh = carry[k] + cn[k] * g;  // total adjoint of this step's state
+        const C ah = a * h_prev[k];
         v[k] = dh * dex;           // dBm term
         v[kS + k] = g * h_cur[k];  // dCm term
         dA_chunk[k] += de * (dh * ah);
@@ -577,21 +677,21 @@ __global__ void __launch_bounds__(BackwardCfg<kN>::kThreads)
       dD_chunk += g * uu;
 
       int off = 0;
-      reduce_scatter<T, kV, kV, kLanes>(v, lane, off);
+      reduce_scatter<C, kV, kV, kLanes>(v, lane, off);
       __syncwarp();           // the warp has read its states and this step's tile entries
       if (lane < kWriters) {  // together they hold each (kind, n) sum exactly once
-        T* sums = red(warp, j);
+        C* warp_sums = red(warp, j);
 #pragma unroll
         for (int i = 0; i < kKept; ++i) {
           const int q = off + i;  // q < kS: dBm term of state n0 + q; else dCm of n0 + q - kS
-          sums[(q / kS) * kN + n0 + q % kS] = v[i];
+          warp_sums[(q / kS) * kN + n0 + q % kS] = v[i];
         }
       }
       if (slice == 0) {
-        const T dxe = dx * de;
-        s_g[at] = g * d_e + dxe;  // du
-        s_d[at] = ddelta;
-        s_i[at] = dxe;  // dinject
+        const C dxe = dx * de;
+        s_g[at] = convert<T>(g * d_e + dxe);  // du
+        s_d[at] = convert<T>(ddelta);
+        s_i[at] = convert<T>(dxe);  // dinject
       }
     }
 #pragma unroll
@@ -606,10 +706,10 @@ __global__ void __launch_bounds__(BackwardCfg<kN>::kThreads)
     for (int i = tid; i < len * 2 * kN; i += kThreads) {
       const int j = i / (2 * kN), which = (i / kN) % 2, n = i % kN;
       if (n < N) {
-        T sum = red(0, j)[which * kN + n];
+        C sum = red(0, j)[which * kN + n];
 #pragma unroll
         for (int w = 1; w < kThreads / 32; ++w) sum += red(w, j)[which * kN + n];
-        T* dst = which == 0 ? p.dBm : p.dCm;
+        C* dst = which == 0 ? sums.dBm : sums.dCm;
         atomicAdd(&dst[(b * L + time_of(s0 + j, L, rev)) * N + n], sum);
       }
     }
@@ -618,8 +718,8 @@ __global__ void __launch_bounds__(BackwardCfg<kN>::kThreads)
   if (active) {
 #pragma unroll
     for (int k = 0; k < kS; ++k)
-      if (n0 + k < N) atomicAdd(&p.dA[e * N + n0 + k], static_cast<T>(dA_sum[k]));
-    if (slice == 0) atomicAdd(&p.dD[e], static_cast<T>(dD_sum));
+      if (n0 + k < N) atomicAdd(&sums.dA[e * N + n0 + k], static_cast<C>(dA_sum[k]));
+    if (slice == 0) atomicAdd(&sums.dD[e], static_cast<C>(dD_sum));
   }
 }
 
@@ -717,11 +817,21 @@ void memset_zero(T* ptr, int64_t elems, const char* what) {
   if (elems > 0) check_cuda(cudaMemsetAsync(ptr, 0, sizeof(T) * size_t(elems), stream()), what);
 }
 
+// dA, dD and dBm, dCm (R: the outputs' type, or their sums') to zero.
+template <typename C, typename R>
+void zero_sums(C* dA, C* dD, R* dBm, R* dCm, const ScanDims& d) {
+  memset_zero(dA, d.inner * d.state, "selective scan backward: zeroing dA");
+  memset_zero(dD, d.inner, "selective scan backward: zeroing dD");
+  memset_zero(dBm, d.batch * d.len * d.state, "selective scan backward: zeroing dBm");
+  memset_zero(dCm, d.batch * d.len * d.state, "selective scan backward: zeroing dCm");
+}
+
 }  // namespace
 
+template <typename T>
 int64_t selective_scan_workspace_elems(const ScanDims& d) {
-  const int64_t chunks = (d.len + kScanBackwardChunk - 1) / kScanBackwardChunk;
-  return chunks > 1 ? d.batch * (chunks - 1) * d.inner * d.state : 0;
+  const int64_t states = boundary_state_elems(d);
+  return std::is_same_v<T, compute_t<T>> ? states : states + float_sum_elems(d);
 }
 
 template <typename T>
@@ -745,27 +855,34 @@ void selective_scan_backward_multi(const ScanBackwardProblem<T>* problems, int c
     const ScanBackwardProblem<T>& p = problems[i];
     const ScanDims& d = p.dims;
     check_dims(d, kWhat);
-    // The summed gradients are accumulated with atomics: start them at zero.
-    memset_zero(p.dA, d.inner * d.state, "selective scan backward: zeroing dA");
-    memset_zero(p.dD, d.inner, "selective scan backward: zeroing dD");
-    memset_zero(p.dBm, d.batch * d.len * d.state, "selective scan backward: zeroing dBm");
-    memset_zero(p.dCm, d.batch * d.len * d.state, "selective scan backward: zeroing dCm");
-    if (!has_work(d)) continue;
-    if (selective_scan_workspace_elems(d) > 0 && p.workspace == nullptr)
-      throw std::runtime_error(std::string(kWhat) + ": workspace of " +
-                               std::to_string(selective_scan_workspace_elems(d)) +
+    if (!has_work(d)) {  // nothing to sum: the summed gradients are zero
+      zero_sums(p.dA, p.dD, p.dBm, p.dCm, d);
+      continue;
+    }
+    const int64_t ws = selective_scan_workspace_elems<T>(d);
+    if (ws > 0 && p.workspace == nullptr)
+      throw std::runtime_error(std::string(kWhat) + ": workspace of " + std::to_string(ws) +
                                " elements is null");
+    const ScanSums<compute_t<T>> sums = sums_of(p);  // added with atomics: start at zero
+    zero_sums(sums.dA, sums.dD, sums.dBm, sums.dCm, d);
     work.push_back(p);
   }
   launch_grouped<BackwardBatch<T>>(
       work, kWhat, [](int bucket, const BackwardBatch<T>& batch, int n) {
         with_state_bucket(bucket, [&]<int N>() { launch_backward<T, N>(batch, n); });
       });
+  if constexpr (!std::is_same_v<T, compute_t<T>>) {
+    for (const ScanBackwardProblem<T>& p : work) {
+      const int64_t n = float_sum_elems(p.dims);
+      store_sums_kernel<T><<<blocks_for(n), kThreads, 0, stream()>>>(p);
+      check_last_launch("selective scan backward: storing dA, dD, dBm, dCm");
+    }
+  }
 }
 
 template <typename T>
-void selective_scan(const T* u, const T* delta, const T* A, const T* Bm, const T* Cm, const T* D,
-                    const T* inject, T* y, const ScanDims& d) {
+void selective_scan(const T* u, const T* delta, const compute_t<T>* A, const T* Bm, const T* Cm,
+                    const compute_t<T>* D, const T* inject, T* y, const ScanDims& d) {
   ScanProblem<T> p;
   p.u = u;
   p.delta = delta;
@@ -780,9 +897,10 @@ void selective_scan(const T* u, const T* delta, const T* A, const T* Bm, const T
 }
 
 template <typename T>
-void selective_scan_backward(const T* dy, const T* u, const T* delta, const T* A, const T* Bm,
-                             const T* Cm, const T* D, const T* inject, T* du, T* ddelta, T* dA,
-                             T* dBm, T* dCm, T* dD, T* dinject, T* workspace, const ScanDims& d) {
+void selective_scan_backward(const T* dy, const T* u, const T* delta, const compute_t<T>* A,
+                             const T* Bm, const T* Cm, const compute_t<T>* D, const T* inject,
+                             T* du, T* ddelta, compute_t<T>* dA, T* dBm, T* dCm, compute_t<T>* dD,
+                             T* dinject, compute_t<T>* workspace, const ScanDims& d) {
   ScanBackwardProblem<T> p;
   p.dy = dy;
   p.u = u;
@@ -804,15 +922,17 @@ void selective_scan_backward(const T* dy, const T* u, const T* delta, const T* A
   selective_scan_backward_multi(&p, 1);
 }
 
-#define IM_SCAN_INSTANTIATE(T)                                                                   \
-  template void selective_scan<T>(const T*, const T*, const T*, const T*, const T*, const T*,    \
-                                  const T*, T*, const ScanDims&);                                \
-  template void selective_scan_backward<T>(const T*, const T*, const T*, const T*, const T*,     \
-                                           const T*, const T*, const T*, T*, T*, T*, T*, T*, T*, \
-                                           T*, T*, const ScanDims&);                             \
-  template void selective_scan_multi<T>(const ScanProblem<T>*, int);                             \
+#define IM_SCAN_INSTANTIATE(T)                                                                     \
+  template int64_t selective_scan_workspace_elems<T>(const ScanDims&);                             \
+  template void selective_scan<T>(const T*, const T*, const compute_t<T>*, const T*, const T*,     \
+                                  const compute_t<T>*, const T*, T*, const ScanDims&);             \
+  template void selective_scan_backward<T>(                                                        \
+      const T*, const T*, const T*, const compute_t<T>*, const T*, const T*, const compute_t<T>*,  \
+      const T*, T*, T*, compute_t<T>*, T*, T*, compute_t<T>*, T*, compute_t<T>*, const ScanDims&); \
+  template void selective_scan_multi<T>(const ScanProblem<T>*, int);                               \
   template void selective_scan_backward_multi<T>(const ScanBackwardProblem<T>*, int);
 IM_SCAN_INSTANTIATE(float)
 IM_SCAN_INSTANTIATE(double)
+IM_SCAN_INSTANTIATE(bfloat16)
 
 }  // namespace im::kernels::cuda

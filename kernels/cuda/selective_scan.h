@@ -18,6 +18,13 @@
 // atomics, so float results may differ between runs in the last bits. Float32 keeps its
 // state in float and computes exp(delta A) with the hardware's exp2 (about 2 ulp).
 //
+// bfloat16 (T): u, delta, Bm, Cm, inject, y and their gradients are bfloat16 storage; the
+// parameters A and D and their gradients dA, dD are in the compute type C = compute_t<T>
+// (float: MODEL.md keeps A_log and D float32 under bf16 training), and all arithmetic is
+// float, as float32 does it. The state never leaves float (registers, shared memory and the
+// workspace's chunk-boundary states); dBm and dCm are summed in float in the workspace and
+// rounded to bfloat16 once, after the scan. For float32 and float64, C is T.
+//
 // Several independent problems (the two directions of a bidirectional scan, each with its
 // own pointers, dims and reverse flag) can run in one launch through the *_multi entries.
 // Everything is queued on the current stream (kernels/cuda/stream.h).
@@ -25,6 +32,7 @@
 
 #include <cstdint>
 
+#include "kernels/bfloat16.h"
 #include "kernels/cpu/selective_scan.h"
 
 namespace im::kernels::cuda {
@@ -42,10 +50,10 @@ template <typename T>
 struct ScanProblem {
   const T* u = nullptr;
   const T* delta = nullptr;
-  const T* A = nullptr;
+  const compute_t<T>* A = nullptr;
   const T* Bm = nullptr;
   const T* Cm = nullptr;
-  const T* D = nullptr;
+  const compute_t<T>* D = nullptr;
   const T* inject = nullptr;  // may be null: no injection
   T* y = nullptr;
   ScanDims dims;
@@ -56,37 +64,41 @@ struct ScanBackwardProblem {
   const T* dy = nullptr;
   const T* u = nullptr;
   const T* delta = nullptr;
-  const T* A = nullptr;
+  const compute_t<T>* A = nullptr;
   const T* Bm = nullptr;
   const T* Cm = nullptr;
-  const T* D = nullptr;
+  const compute_t<T>* D = nullptr;
   const T* inject = nullptr;  // may be null: no injection
   // Every gradient is overwritten; dinject may be null (not wanted), the others may not.
   T* du = nullptr;
   T* ddelta = nullptr;
-  T* dA = nullptr;
+  compute_t<T>* dA = nullptr;
   T* dBm = nullptr;
   T* dCm = nullptr;
-  T* dD = nullptr;
+  compute_t<T>* dD = nullptr;
   T* dinject = nullptr;
-  // Scratch of selective_scan_workspace_elems(dims) elements (may be null when that is 0):
-  // the states at chunk boundaries, [B, ceil(L / kScanBackwardChunk) - 1, E, N].
-  T* workspace = nullptr;
+  // Scratch of selective_scan_workspace_elems<T>(dims) elements of the compute type (may be
+  // null when that is 0): the states at chunk boundaries, [B, ceil(L / kScanBackwardChunk)
+  // - 1, E, N], then for bfloat16 the float sums of dBm and dCm, [2, B, L, N].
+  compute_t<T>* workspace = nullptr;
   ScanDims dims;
 };
 
-// Elements of T the backward kernel needs as workspace for these dims.
+// Elements of compute_t<T> the backward kernel needs as workspace for these dims (T may be
+// left out for float32 and float64, which need the same count).
+template <typename T = float>
 int64_t selective_scan_workspace_elems(const ScanDims& d);
 
-// One problem (the signature of the CPU kernel).
+// One problem (the signature of the CPU kernel, with A, D, dA, dD in the compute type).
 template <typename T>
-void selective_scan(const T* u, const T* delta, const T* A, const T* Bm, const T* Cm, const T* D,
-                    const T* inject, T* y, const ScanDims& d);
+void selective_scan(const T* u, const T* delta, const compute_t<T>* A, const T* Bm, const T* Cm,
+                    const compute_t<T>* D, const T* inject, T* y, const ScanDims& d);
 
 template <typename T>
-void selective_scan_backward(const T* dy, const T* u, const T* delta, const T* A, const T* Bm,
-                             const T* Cm, const T* D, const T* inject, T* du, T* ddelta, T* dA,
-                             T* dBm, T* dCm, T* dD, T* dinject, T* workspace, const ScanDims& d);
+void selective_scan_backward(const T* dy, const T* u, const T* delta, const compute_t<T>* A,
+                             const T* Bm, const T* Cm, const compute_t<T>* D, const T* inject,
+                             T* du, T* ddelta, compute_t<T>* dA, T* dBm, T* dCm, compute_t<T>* dD,
+                             T* dinject, compute_t<T>* workspace, const ScanDims& d);
 
 // `count` independent problems, in one kernel launch when they are at most
 // kScanMaxProblems and their state sizes round up to the same kernel (N up to 4, 8, 16,

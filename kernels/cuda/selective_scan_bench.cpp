@@ -1,11 +1,17 @@
 // selective_scan_bench: times the CUDA selective scan, forward and backward, at the small
 // preset's bidirectional size (B=64, L=196, E=768, N=16, two directions in one launch),
 // and sets each against its memory-traffic floor: the bytes the kernel must move at
-// least (every input read once, every output written once) over the GPU's peak memory
-// bandwidth (2 x memory clock x bus width, from the device, or --peak-gbs).
+// least (every input read once, every output written once, in the storage dtype: bf16
+// moves half the bytes of float32, except A, D and their gradients, which stay float32)
+// over the GPU's peak memory bandwidth (2 x memory clock x bus width, from the device, or
+// --peak-gbs).
 //
 //   selective_scan_bench [--batch B] [--len L] [--inner E] [--state N] [--directions 1|2]
-//                        [--no-inject] [--double] [--warmup W] [--iters I] [--peak-gbs G]
+//                        [--no-inject] [--dtype float32|float64|bf16] [--double]
+//                        [--warmup W] [--iters I] [--peak-gbs G]
+//
+// --double is --dtype float64. The backward workspace (chunk-boundary states, and bf16's
+// float sums of dBm, dCm) is in the compute type and not part of the floor.
 //
 // Prints a table and one line `scan-bench: {json}`. Without a GPU it says so and exits 0.
 #include <cuda_runtime.h>
@@ -18,8 +24,10 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "kernels/bfloat16.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/cuda/selective_scan.h"
 #include "kernels/cuda/stream.h"
@@ -28,10 +36,24 @@ namespace {
 
 namespace kc = im::kernels::cuda;
 
+enum class Dtype { Float32, Float64, BFloat16 };
+
+const char* dtype_name(Dtype t) {
+  switch (t) {
+    case Dtype::Float64:
+      return "float64";
+    case Dtype::BFloat16:
+      return "bf16";
+    default:
+      return "float32";
+  }
+}
+
 struct Options {
   int64_t batch = 64, len = 196, inner = 768, state = 16;
   int directions = 2;
-  bool inject = true, use_double = false;
+  bool inject = true;
+  Dtype dtype = Dtype::Float32;
   int warmup = 10, iters = 50;
   double peak_gbs = 0;  // 0: from the device
 };
@@ -39,10 +61,18 @@ struct Options {
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr,
                "selective_scan_bench: %s\nusage: selective_scan_bench [--batch B] [--len L] "
-               "[--inner E] [--state N] [--directions 1|2] [--no-inject] [--double] "
-               "[--warmup W] [--iters I] [--peak-gbs G]\n",
+               "[--inner E] [--state N] [--directions 1|2] [--no-inject] "
+               "[--dtype float32|float64|bf16] [--double] [--warmup W] [--iters I] "
+               "[--peak-gbs G]\n",
                why.c_str());
   std::exit(2);
+}
+
+Dtype parse_dtype(const std::string& name) {
+  if (name == "float32") return Dtype::Float32;
+  if (name == "float64") return Dtype::Float64;
+  if (name == "bf16" || name == "bfloat16") return Dtype::BFloat16;
+  usage("--dtype must be float32, float64 or bf16, got '" + name + "'");
 }
 
 Options parse(int argc, char** argv) {
@@ -75,7 +105,9 @@ Options parse(int argc, char** argv) {
     else if (a == "--no-inject")
       o.inject = false;
     else if (a == "--double")
-      o.use_double = true;
+      o.dtype = Dtype::Float64;
+    else if (a == "--dtype")
+      o.dtype = parse_dtype(i + 1 < argc ? argv[++i] : "(none)");
     else
       usage("unknown option " + a);
   }
@@ -93,10 +125,11 @@ void check(cudaError_t err, const char* what) {
   }
 }
 
-// One device buffer of n elements of T, filled from the host.
+// One device buffer of n elements of T, filled from the host (rounded to T).
 template <typename T>
 T* upload(const std::vector<double>& host) {
-  std::vector<T> h(host.begin(), host.end());
+  std::vector<T> h(host.size());
+  for (size_t i = 0; i < host.size(); ++i) h[i] = im::convert<T>(host[i]);
   T* d = static_cast<T*>(kc::device_malloc(sizeof(T) * std::max<size_t>(1, h.size())));
   kc::memcpy_host_to_device(d, h.data(), sizeof(T) * h.size());
   return d;
@@ -132,6 +165,7 @@ double median_ms(F&& fn, int warmup, int iters) {
 
 template <typename T>
 int run(const Options& o, const std::string& device, double peak_bytes_per_s) {
+  using C = im::compute_t<T>;
   const int64_t B = o.batch, L = o.len, E = o.inner, N = o.state;
   const int64_t ble = B * L * E, bln = B * L * N;
   std::mt19937_64 rng(1234);
@@ -156,10 +190,10 @@ int run(const Options& o, const std::string& device, double peak_bytes_per_s) {
     d.reverse = dir == 1;
     const T* u = upload<T>(randn(ble, id));
     const T* delta = upload<T>(randn(ble, softplus));
-    const T* A = upload<T>(randn(E * N, neg_exp));
+    const C* A = upload<C>(randn(E * N, neg_exp));  // A, D and dA, dD: the compute type
     const T* Bm = upload<T>(randn(bln, id));
     const T* Cm = upload<T>(randn(bln, id));
-    const T* D = upload<T>(randn(E, id));
+    const C* D = upload<C>(randn(E, id));
     const T* inject = o.inject ? upload<T>(randn(ble, id)) : nullptr;
     fwd[dir] = {u, delta, A, Bm, Cm, D, inject, scratch<T>(ble), d};
     kc::ScanBackwardProblem<T>& p = bwd[dir];
@@ -173,12 +207,12 @@ int run(const Options& o, const std::string& device, double peak_bytes_per_s) {
     p.inject = inject;
     p.du = scratch<T>(ble);
     p.ddelta = scratch<T>(ble);
-    p.dA = scratch<T>(E * N);
+    p.dA = scratch<C>(E * N);
     p.dBm = scratch<T>(bln);
     p.dCm = scratch<T>(bln);
-    p.dD = scratch<T>(E);
+    p.dD = scratch<C>(E);
     p.dinject = o.inject ? scratch<T>(ble) : nullptr;
-    p.workspace = scratch<T>(kc::selective_scan_workspace_elems(d));
+    p.workspace = scratch<C>(kc::selective_scan_workspace_elems<T>(d));
     p.dims = d;
   }
 
@@ -187,21 +221,23 @@ int run(const Options& o, const std::string& device, double peak_bytes_per_s) {
   const double bwd_ms = median_ms(
       [&] { kc::selective_scan_backward_multi(bwd.data(), o.directions); }, o.warmup, o.iters);
 
-  // The least traffic per direction: [B, L, E] tensors, [B, L, N] ones, A [E, N], D [E].
-  const double es = sizeof(T);
+  // The least traffic per direction: [B, L, E] tensors, [B, L, N] ones (elements of T),
+  // A [E, N], D [E] (elements of the compute type).
+  const double es = sizeof(T), ps = sizeof(C);
   const int ins = o.inject ? 1 : 0;
-  const double fwd_bytes =
-      o.directions * es * ((3.0 + ins) * ble + 2.0 * bln + E * N + E);  // u delta [inject] y
+  const double fwd_bytes =  // u delta [inject] y, Bm Cm, A D
+      o.directions * (es * ((3.0 + ins) * ble + 2.0 * bln) + ps * (E * N + E));
   // bwd: read dy u delta [inject] Bm Cm A D, write du ddelta [dinject] dBm dCm dA dD.
   const double bwd_bytes =
-      o.directions * es * ((5.0 + 2 * ins) * ble + 4.0 * bln + 2.0 * (E * N + E));
+      o.directions * (es * ((5.0 + 2 * ins) * ble + 4.0 * bln) + ps * 2.0 * (E * N + E));
   const double fwd_floor = fwd_bytes / peak_bytes_per_s * 1e3;
   const double bwd_floor = bwd_bytes / peak_bytes_per_s * 1e3;
-  const double ws_mb = o.directions * es *
-                       static_cast<double>(kc::selective_scan_workspace_elems(fwd[0].dims)) / 1e6;
+  const double ws_mb = o.directions * sizeof(C) *
+                       static_cast<double>(kc::selective_scan_workspace_elems<T>(bwd[0].dims)) /
+                       1e6;
 
   std::printf("selective scan on %s, %s, B=%lld L=%lld E=%lld N=%lld, %d direction(s)%s\n",
-              device.c_str(), o.use_double ? "float64" : "float32", static_cast<long long>(B),
+              device.c_str(), dtype_name(o.dtype), static_cast<long long>(B),
               static_cast<long long>(L), static_cast<long long>(E), static_cast<long long>(N),
               o.directions, o.inject ? ", with inject" : "");
   std::printf("peak memory bandwidth %.0f GB/s; median of %d runs after %d warm-up\n",
@@ -212,15 +248,16 @@ int run(const Options& o, const std::string& device, double peak_bytes_per_s) {
               fwd_floor, fwd_ms / fwd_floor, fwd_bytes / (fwd_ms * 1e-3) / 1e9);
   std::printf("%-9s %10.4f %12.1f %11.4f %14.2f %10.0f\n", "backward", bwd_ms, bwd_bytes / 1e6,
               bwd_floor, bwd_ms / bwd_floor, bwd_bytes / (bwd_ms * 1e-3) / 1e9);
-  std::printf("backward workspace (states at chunk boundaries): %.1f MB\n", ws_mb);
+  std::printf("backward workspace (states at chunk boundaries%s): %.1f MB\n",
+              std::is_same_v<T, C> ? "" : ", float sums", ws_mb);
   std::printf(
       "scan-bench: {\"device\": \"%s\", \"dtype\": \"%s\", \"batch\": %lld, \"len\": %lld, "
       "\"inner\": %lld, \"state\": %lld, \"directions\": %d, \"inject\": %s, "
       "\"peak_gbs\": %.1f, \"fwd_ms\": %.5f, \"bwd_ms\": %.5f, \"fwd_bytes\": %.0f, "
       "\"bwd_bytes\": %.0f, \"fwd_floor_ms\": %.5f, \"bwd_floor_ms\": %.5f, "
       "\"fwd_time_over_floor\": %.3f, \"bwd_time_over_floor\": %.3f, \"workspace_mb\": %.2f}\n",
-      device.c_str(), o.use_double ? "float64" : "float32", static_cast<long long>(B),
-      static_cast<long long>(L), static_cast<long long>(E), static_cast<long long>(N), o.directions,
+      device.c_str(), dtype_name(o.dtype), static_cast<long long>(B), static_cast<long long>(L),
+      static_cast<long long>(E), static_cast<long long>(N), o.directions,
       o.inject ? "true" : "false", peak_bytes_per_s / 1e9, fwd_ms, bwd_ms, fwd_bytes, bwd_bytes,
       fwd_floor, bwd_floor, fwd_ms / fwd_floor, bwd_ms / bwd_floor, ws_mb);
   // The process ends here; the device memory goes with it.
@@ -252,7 +289,14 @@ int main(int argc, char** argv) {
   }
   try {
     const std::string name = kc::device_name(dev);
-    return o.use_double ? run<double>(o, name, peak) : run<float>(o, name, peak);
+    switch (o.dtype) {
+      case Dtype::Float64:
+        return run<double>(o, name, peak);
+      case Dtype::BFloat16:
+        return run<im::bfloat16>(o, name, peak);
+      default:
+        return run<float>(o, name, peak);
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "selective_scan_bench: %s\n", e.what());
     return 1;

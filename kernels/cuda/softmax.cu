@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "kernels/bfloat16.h"
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/softmax.h"
@@ -11,11 +12,14 @@ namespace im::kernels::cuda {
 namespace {
 
 // Three passes over the row (max, sum of exponentials, output); the second and third read
-// it from L1/L2. exp runs in T and the sum in double, as on the CPU.
+// it from L1/L2. The max and exp run in C and the sum in A: T and double for float32 and
+// float64, as on the CPU; float and float for bfloat16, rounded to bfloat16 once on store.
 template <typename T, int kW, bool kLog>
 __global__ void softmax_forward_kernel(const T* x, T* y, int64_t rows, int64_t cols) {
-  __shared__ T max_scratch[32];
-  __shared__ double sum_scratch[32];
+  using C = compute_t<T>;
+  using A = row_accum_t<T>;
+  __shared__ C max_scratch[32];
+  __shared__ A sum_scratch[32];
   const int64_t row = group_row<kW>();
   // Lanes past the last row still join the shuffles; they read and write nothing.
   const bool valid = row < rows;
@@ -23,29 +27,34 @@ __global__ void softmax_forward_kernel(const T* x, T* y, int64_t rows, int64_t c
   const int rank = group_rank<kW>(), size = group_size<kW>();
   const T* xr = x + r * cols;
   T* yr = y + r * cols;
-  T m = static_cast<T>(-INFINITY);
+  C m = static_cast<C>(-INFINITY);
 #pragma unroll 4
-  for (int64_t c = rank; c < n; c += size) m = nan_max(m, xr[c]);
+  for (int64_t c = rank; c < n; c += size) m = nan_max(m, convert<C>(xr[c]));
   m = group_nan_max<kW>(m, max_scratch);
-  double total = 0;
+  A total = 0;
 #pragma unroll 4
-  for (int64_t c = rank; c < n; c += size) total += static_cast<double>(dev_exp(xr[c] - m));
+  for (int64_t c = rank; c < n; c += size) total += static_cast<A>(dev_exp(convert<C>(xr[c]) - m));
   total = group_sum<kW>(total, sum_scratch);
   if constexpr (kLog) {
     // Subtracting m and log(total) separately keeps x - m exact for the largest entry.
-    const T log_total = static_cast<T>(log(total));
+    const C log_total = static_cast<C>(log(total));
 #pragma unroll 4
-    for (int64_t c = rank; c < n; c += size) yr[c] = (xr[c] - m) - log_total;
+    for (int64_t c = rank; c < n; c += size)
+      yr[c] = convert<T>((convert<C>(xr[c]) - m) - log_total);
   } else {
-    const T inv = static_cast<T>(1.0 / total);
+    const C inv = static_cast<C>(A(1) / total);
 #pragma unroll 4
-    for (int64_t c = rank; c < n; c += size) yr[c] = dev_exp(xr[c] - m) * inv;
+    for (int64_t c = rank; c < n; c += size)
+      yr[c] = convert<T>(dev_exp(convert<C>(xr[c]) - m) * inv);
   }
 }
 
+// The row sum in A, the output in C (as the forward).
 template <typename T, int kW, bool kLog>
 __global__ void softmax_backward_kernel(const T* g, const T* y, T* dx, int64_t rows, int64_t cols) {
-  __shared__ double scratch[32];
+  using C = compute_t<T>;
+  using A = row_accum_t<T>;
+  __shared__ A scratch[32];
   const int64_t row = group_row<kW>();
   // Lanes past the last row still join the shuffles; they read and write nothing.
   const bool valid = row < rows;
@@ -54,22 +63,22 @@ __global__ void softmax_backward_kernel(const T* g, const T* y, T* dx, int64_t r
   const T* gr = g + r * cols;
   const T* yr = y + r * cols;
   T* dr = dx + r * cols;
-  double acc = 0;
+  A acc = 0;
 #pragma unroll 4
   for (int64_t c = rank; c < n; c += size) {
     if constexpr (kLog) {
-      acc += static_cast<double>(gr[c]);
+      acc += convert<A>(gr[c]);
     } else {
-      acc += static_cast<double>(gr[c]) * static_cast<double>(yr[c]);
+      acc += convert<A>(gr[c]) * convert<A>(yr[c]);
     }
   }
-  const T s = static_cast<T>(group_sum<kW>(acc, scratch));
+  const C s = static_cast<C>(group_sum<kW>(acc, scratch));
 #pragma unroll 4
   for (int64_t c = rank; c < n; c += size) {
     if constexpr (kLog) {
-      dr[c] = gr[c] - dev_exp(yr[c]) * s;
+      dr[c] = convert<T>(convert<C>(gr[c]) - dev_exp(convert<C>(yr[c])) * s);
     } else {
-      dr[c] = yr[c] * (gr[c] - s);
+      dr[c] = convert<T>(convert<C>(yr[c]) * (convert<C>(gr[c]) - s));
     }
   }
 }
@@ -123,6 +132,7 @@ void log_softmax_backward(const T* g, const T* y, T* dx, int64_t rows, int64_t c
   template void log_softmax_backward<T>(const T*, const T*, T*, int64_t, int64_t);
 IM_CUDA_INSTANTIATE(float)
 IM_CUDA_INSTANTIATE(double)
+IM_CUDA_INSTANTIATE(bfloat16)
 #undef IM_CUDA_INSTANTIATE
 
 }  // namespace im::kernels::cuda

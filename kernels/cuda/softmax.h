@@ -2,7 +2,8 @@
 // semantics of kernels/cpu/softmax.h (max-shifted, NaN for a row that is all -inf or holds
 // a NaN, row sums in double). One fused kernel per call: one warp per row for rows of up
 // to 1024 columns, one block per row beyond; the row is read from cache after the first
-// pass.
+// pass. bfloat16 is storage only: values are widened to float, row sums accumulate in
+// float (row_accum_t) and each output is rounded to bfloat16 once.
 #pragma once
 
 #include <cstdint>
