@@ -116,7 +116,6 @@ Tensor gather_kernel(const Tensor& x, int64_t dim, const Tensor& index) {
 void scatter_add_kernel(Tensor& acc, int64_t dim, const Tensor& index, const Tensor& src) {
   const Tensor sd = src.detach();
   dispatch_compute(src.dtype(), src.device(), "scatter_add", [&]<typename T>() {
-    using C = compute_t<T>;
     dispatch_index(index.dtype(), "scatter_add", [&]<typename I>() {
       if constexpr (has_cpu_kernel<T>) {
         if (acc.device().is_cpu()) {
@@ -126,8 +125,8 @@ void scatter_add_kernel(Tensor& acc, int64_t dim, const Tensor& index, const Ten
         }
       }
 #if IM_WITH_CUDA
-      kernels::cuda::scatter_add<T, I>(acc.data<C>(), acc.strides(), dim, index.data<I>(),
-                                       sd.data<T>(), sd.strides(), index.shape());
+      kernels::cuda::scatter_add<T, I>(acc.data<compute_t<T>>(), acc.strides(), dim,
+                                       index.data<I>(), sd.data<T>(), sd.strides(), index.shape());
 #endif
     });
   });
@@ -246,7 +245,6 @@ Tensor embedding(const Tensor& table, const Tensor& ids, int64_t padding_idx) {
               const Tensor gc = g[0].contiguous();
               Tensor acc = Tensor::zeros({vocab, width}, accumulate_dtype(dtype), device);
               dispatch_compute(dtype, device, "embedding", [&]<typename T>() {
-                using C = compute_t<T>;
                 dispatch_index(ids_c.dtype(), "embedding", [&]<typename I>() {
                   if constexpr (has_cpu_kernel<T>) {
                     if (device.is_cpu()) {
@@ -257,7 +255,8 @@ Tensor embedding(const Tensor& table, const Tensor& ids, int64_t padding_idx) {
                   }
 #if IM_WITH_CUDA
                   kernels::cuda::embedding_backward<T, I>(gc.data<T>(), ids_c.data<I>(),
-                                                          acc.data<C>(), n, width, padding_idx);
+                                                          acc.data<compute_t<T>>(), n, width,
+                                                          padding_idx);
 #endif
                 });
               });
