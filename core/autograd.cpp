@@ -57,12 +57,8 @@ class AccumulateGrad final : public Node {
       const bool sole_owner = g.is_contiguous() && g.impl_ptr().use_count() == 1 &&
                               g.impl()->storage.use_count() == 1 && g.storage_offset() == 0;
       meta.grad = sole_owner ? std::move(g) : g.clone();
-    } else if (meta.grad.dtype() != g.dtype()) {
-      // A bf16 parameter whose gradient slot is float32 (mixed precision): widen, then
-      // add, so the sum keeps float precision.
-      accumulate_into(meta.grad, g.detach().to(meta.grad.dtype()));
     } else {
-      accumulate_into(meta.grad, g);
+      accumulate_into(meta.grad, g);  // widens a bf16 gradient into a float32 slot
     }
     for (auto& hook : meta.grad_ready_hooks) hook(meta.grad);
     return {};

@@ -49,6 +49,8 @@ Tensor operator-(const Tensor& a, double b);
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
 
 // In-place, outside autograd: dst += src (src broadcast to dst's shape).
+// dst may be float32 with src bfloat16 (a gradient slot under mixed precision): src is
+// widened as it is added.
 void accumulate_into(Tensor& dst, const Tensor& src);
 
 // ---- linear algebra (ops/matmul.cpp) --------------------------------------------------

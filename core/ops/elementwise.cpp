@@ -284,6 +284,20 @@ Tensor operator-(const Tensor& a, double b) {
 void accumulate_into(Tensor& dst, const Tensor& src) {
   IM_CHECK(dst.is_contiguous(), "accumulate_into: destination ", dst.describe(),
            " must be contiguous");
+  if (dst.dtype() == DType::Float32 && src.dtype() == DType::BFloat16) {
+    // A bf16 gradient into its float32 slot (mixed precision): widened as it is added, so
+    // the sum keeps float precision. One kernel on the GPU; the CPU widens, then adds.
+    IM_CHECK(dst.device() == src.device(), "accumulate_into: device mismatch, ", dst.describe(),
+             " and ", src.describe());
+    const Tensor e = src.detach().expand(dst.shape());
+    if (dst.device().is_cpu()) return accumulate_into(dst, e.to(DType::Float32));
+#if IM_WITH_CUDA
+    kernels::cuda::accumulate_widening(static_cast<float*>(dst.data_ptr()),
+                                       static_cast<const bfloat16*>(e.data_ptr()), e.strides(),
+                                       dst.shape());
+#endif
+    return;
+  }
   check_same_dtype_device(dst, src, "accumulate_into");
   const Tensor e = src.detach().expand(dst.shape());
   dispatch_compute(dst.dtype(), dst.device(), "accumulate_into", [&]<typename T>() {

@@ -319,6 +319,28 @@ TEST(CudaBf16Elementwise, AccumulateIntoMatchesCpu) {
   }
 }
 
+// A bf16 gradient added into a float32 slot (mixed precision) is widened exactly, so the
+// float32 result equals the CPU's float32 sum, for every source layout.
+TEST(CudaBf16Elementwise, AccumulateIntoAFloat32SlotWidensExactly) {
+  REQUIRE_GPU();
+  im::Generator gen(507);
+  const Tensor base = im::randn({33, 17}, gen);
+  const Tensor row = bf16_rounded(im::randn({17}, gen));
+  const Tensor wide = bf16_rounded(im::randn({17, 33}, gen));
+  const std::pair<const char*, Tensor> sources[] = {
+      {"broadcast row", row},
+      {"transposed", wide.transpose(0, 1)},
+      {"same shape", wide.transpose(0, 1).contiguous()}};
+  for (const auto& [what, src] : sources) {
+    Tensor dst_cpu = base.clone();
+    Tensor dst_gpu = base.to(Device::cuda());
+    im::accumulate_into(dst_cpu, src);
+    im::accumulate_into(dst_gpu, src.to(DType::BFloat16).to(Device::cuda()));
+    EXPECT_EQ(dst_gpu.dtype(), DType::Float32) << what;
+    EXPECT_EQ(rel_error(dst_gpu, dst_cpu), 0.0) << what;
+  }
+}
+
 // Sums accumulate in float and round once; a mean rounds the sum, then the product with
 // 1/n (two roundings, within 2^-8 per element).
 TEST(CudaBf16Reduce, SumAndMeanMatchCpuInEveryLaunchShape) {

@@ -153,6 +153,15 @@ __global__ void cast_kernel(const S* src, D* dst, StridedLayout l, int64_t n) {
   }
 }
 
+__global__ void accumulate_widening_kernel(float* dst, const bfloat16* src, StridedLayout l,
+                                           int64_t n) {
+  IM_GRID_STRIDE_LOOP(i, n) {
+    int64_t off[2];
+    offsets_of(l, i, 2, off);
+    dst[off[1]] += src[off[0]].to_float();
+  }
+}
+
 // Calls f.template operator()<T>() for the element type with DType index `type`.
 template <typename F>
 void with_element_type(int type, F&& f) {
@@ -299,6 +308,16 @@ void cast_strided(const void* src, int src_type, const std::vector<int64_t>& src
     });
   });
   check_last_launch("cast kernel");
+}
+
+void accumulate_widening(float* dst, const bfloat16* src, const std::vector<int64_t>& src_strides,
+                         const std::vector<int64_t>& shape) {
+  const int64_t n = numel_of(shape);
+  if (n == 0) return;
+  const std::vector<int64_t> dst_strides = row_major_strides(shape);
+  const StridedLayout l = make_layout(shape, {&src_strides, &dst_strides});
+  accumulate_widening_kernel<<<blocks_for(n), kThreads, 0, stream()>>>(dst, src, l, n);
+  check_last_launch("widening accumulate kernel");
 }
 
 void fill_bytes(void* dst, const void* value, size_t elem_size, int64_t n) {

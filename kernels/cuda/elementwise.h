@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/bfloat16.h"
 #include "kernels/elementwise_ops.h"
 
 namespace im::kernels::cuda {
@@ -33,6 +34,11 @@ void binary(BinaryOp op, const T* a, const std::vector<int64_t>& a_strides, cons
 template <typename T>
 void binary_scalar(BinaryOp op, const T* a, const std::vector<int64_t>& a_strides, double s, T* out,
                    const std::vector<int64_t>& shape);
+
+// dst += src widened from bfloat16 to float32 (dst contiguous, src strided): a bf16
+// gradient added into its float32 slot under mixed precision, in one pass.
+void accumulate_widening(float* dst, const bfloat16* src, const std::vector<int64_t>& src_strides,
+                         const std::vector<int64_t>& shape);
 
 // dst = src (same element type of `elem_size` bytes), both strided. Up to 8 dimensions.
 void copy_strided(const void* src, const std::vector<int64_t>& src_strides, void* dst,
