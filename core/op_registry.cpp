@@ -33,6 +33,7 @@ const std::vector<OpInfo>& op_registry() {
       {"softplus", "log(1 + e^x), linear above a threshold"},
       // linear algebra and reductions
       {"matmul", "matrix product, batched and broadcast over leading dims"},
+      {"linear", "x W^T + b over the last dim, bias fused into the GEMM"},
       {"sum", "sum over dims"},
       {"mean", "mean over dims"},
       {"max", "max over dims (gradient to the first maximum)"},
@@ -48,6 +49,7 @@ const std::vector<OpInfo>& op_registry() {
       {"masked_fill", "x with a value where a mask is set"},
       {"topk", "k largest along a dim, sorted (gradient to the picks)"},
       {"concat", "join along an existing dim"},
+      {"split", "parts along a dim (views); backward joins their gradients in one buffer"},
       {"cumsum", "inclusive cumulative sum along a dim"},
       {"flip", "reverse along a dim (copy)"},
       // convolution, randomness, selective scan (ops B)
@@ -57,6 +59,9 @@ const std::vector<OpInfo>& op_registry() {
       {"drop_path", "zero whole samples with probability p, scale the rest by 1/(1-p)"},
       {"group_sum", "sum over replicas (all-reduce); backward reduces the gradient the same way"},
       {"selective_scan", "selective SSM scan, forward or reverse in time (MODEL.md 3)"},
+      // fused gates of the InfoMamba mixer
+      {"gated_fusion", "(alpha_h * mean(ys) + alpha_g * g) * silu(z) in one pass"},
+      {"sigmoid_gate", "sigmoid(pre + bias) * g in one pass"},
   };
   return ops;
 }

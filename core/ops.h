@@ -57,6 +57,12 @@ void accumulate_into(Tensor& dst, const Tensor& src);
 // a [..., m, k] @ b [..., k, n]; leading dims broadcast; 1-D operands are not promoted.
 Tensor matmul(const Tensor& a, const Tensor& b);
 
+// ---- linear layer (ops/linear.cpp) ------------------------------------------------------
+// x [..., in], weight [out, in], bias [out] or undefined: y = x W^T + b, [..., out], the
+// bias fused into the GEMM (and its gradient into the weight-gradient GEMM). bias may be
+// float32 with a bfloat16 x and weight; y is then float32.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
+
 // ---- reductions (ops/reduce.cpp) -------------------------------------------------------
 // An empty `dims` reduces over every dimension.
 Tensor sum(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
@@ -102,8 +108,17 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
 
 // ---- convolution (ops/conv.cpp) ---------------------------------------------------------
 // x [B, L, C], weight [C, K], bias [C] or undefined: y_t = sum_j w_j x_{t-K+1+j} + b
-// (causal: zero-padded on the left; channels independent).
-Tensor causal_depthwise_conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias);
+// (causal: zero-padded on the left; channels independent). reverse: anti-causal,
+// y_t = sum_j w_j x_{t+K-1-j} + b zero-padded on the right (= flip(conv(flip(x, 1)), 1)
+// without the copies); silu: y = SiLU(conv + b) in the same pass (the backward recomputes
+// the pre-activation from x). x may be a view whose channel dim is contiguous (e.g. half of
+// a [B, L, 2C] projection): it is read in place.
+struct DepthwiseConv1dOptions {
+  bool reverse = false;
+  bool silu = false;
+};
+Tensor causal_depthwise_conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                               const DepthwiseConv1dOptions& opts = {});
 // x [B, Cin, H, W], weight [Cout, Cin, kh, kw], bias [Cout] or undefined (im2col + GEMM).
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride = 1,
               int64_t padding = 0);
@@ -138,5 +153,46 @@ Tensor cumsum(const Tensor& x, int64_t dim);
 Tensor selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& Bm,
                       const Tensor& Cm, const Tensor& D, const Tensor& inject,
                       bool reverse = false);
+// The same with the step size computed inside the scan, as Mamba's kernels do: with
+// delta_bias [E] defined the scan uses delta + delta_bias, and with delta_softplus set
+// softplus(delta + delta_bias) (β 1, threshold 20, as `softplus`), without those ever being
+// a tensor. The gradient goes to the given delta and to delta_bias. delta_bias may be
+// float32 for bfloat16 activations, like A and D.
+struct SelectiveScanOptions {
+  Tensor inject{};      // [B, L, E] or undefined
+  Tensor delta_bias{};  // [E] or undefined
+  bool delta_softplus = false;
+  bool reverse = false;
+};
+Tensor selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& Bm,
+                      const Tensor& Cm, const Tensor& D, const SelectiveScanOptions& opts);
+// Independent scans (the two directions of a bidirectional scan) as one op: on the GPU one
+// kernel launch forward and one backward for all of them. Returns each problem's y. All
+// problems share one dtype and device; an input may appear in several problems (its
+// gradients add up).
+struct ScanProblemArgs {
+  Tensor u, delta, A, Bm, Cm, D;
+  SelectiveScanOptions opts{};
+};
+std::vector<Tensor> selective_scan_multi(const std::vector<ScanProblemArgs>& problems);
+
+// ---- fused gates of the InfoMamba mixer (ops/fused_gates.cpp) -----------------------------
+// One kernel each way for what the mixer composed from element-wise ops. Activations share
+// z's (or pre's) shape [..., E]; they are read in place when their last dim is contiguous
+// and their rows evenly spaced (z as the second half of a [..., 2E] tensor), else copied.
+// Parameters are [E]; everything shares one dtype and device. Gradients are contiguous; the
+// parameter gradients are column sums accumulated in double (float for bfloat16 on the GPU)
+// and rounded once.
+//
+// (alpha_h * mean(ys) + alpha_g * g) * silu(z), evaluated as the unfused
+// mul(add(mul(mean, alpha_h), mul(g, alpha_g)), silu(z)) with mean(ys) = ys[0] or
+// mul(add(ys[0], ys[1]), 0.5). ys holds 0, 1 or 2 tensors; g may be undefined (its term
+// drops out); at least one stream must be given. alpha_h (alpha_g) must be undefined when ys
+// is empty (g is undefined); an undefined alpha with its stream present reads as 1, so
+// gated_fusion({u}, {}, z, {}, {}) is silu(z) * u.
+Tensor gated_fusion(const std::vector<Tensor>& ys, const Tensor& g, const Tensor& z,
+                    const Tensor& alpha_h, const Tensor& alpha_g);
+// sigmoid(pre + bias) * g; bias [E] (undefined: 0).
+Tensor sigmoid_gate(const Tensor& pre, const Tensor& bias, const Tensor& g);
 
 }  // namespace im

@@ -13,10 +13,9 @@ Linear::Linear(int64_t in, int64_t out, bool bias, Generator& gen, DType dtype,
 }
 
 Tensor Linear::forward(const Tensor& x) {
-  Tensor y = matmul(x, weight_->transpose(0, 1));
-  if (!bias_) return y;
-  // A float32 bias of a bf16 layer (ParamOptions::keep_float32) lifts the output to float32.
-  return add(y.dtype() == bias_->dtype() ? y : y.to(bias_->dtype()), *bias_);
+  // The bias rides in the GEMM's epilogue. A float32 bias of a bf16 layer
+  // (ParamOptions::keep_float32) makes the output float32.
+  return linear(x, *weight_, bias_ ? *bias_ : Tensor());
 }
 
 LayerNormModule::LayerNormModule(int64_t dim, DType dtype) {

@@ -19,7 +19,8 @@ ImfMixer::ImfMixer(const ModelConfig& cfg, int64_t seq_len, int64_t depth, Gener
   if (scan) ssm_ = &register_module("ssm", std::make_unique<SelectiveSsm>(cfg, gen, dtype));
   if (global) {
     filter_ = &register_module("filter", std::make_unique<ConceptFilter>(cfg, seq_len, gen, dtype));
-    inject_proj_ = &register_module("inject_proj", std::make_unique<Linear>(d, E, false, gen, dtype));
+    inject_proj_ =
+        &register_module("inject_proj", std::make_unique<Linear>(d, E, false, gen, dtype));
     if (scan && sw_.inject) {
       gate_proj_ = &register_module("gate_proj", std::make_unique<Linear>(d, E, true, gen, dtype));
       gate_proj_->bias().fill_(-2.0);  // b_gamma = -2: the gate starts mostly closed
@@ -45,26 +46,31 @@ MixerOutput ImfMixer::forward(const Tensor& x, const ForwardContext& ctx) {
   } else {
     z = uz;
   }
-  const Tensor gate = silu(z);
   if (global) {
     FilterOutput f = filter_->forward(x, ctx);
     out.hash_loss = f.hash_loss;
     out.g_hat = inject_proj_->forward(f.global);
   }
-  Tensor fused;
+  // The gated output (alpha_h ⊙ y + alpha_g ⊙ ĝ) ⊙ SiLU(z) in one fused op; y is the mean
+  // of the scan directions, which the op averages itself.
   if (scan) {
     Tensor inject;
-    if (gate_proj_) inject = mul(sigmoid(gate_proj_->forward(x)), out.g_hat);  // gamma ⊙ ĝ
-    out.y = ssm_->forward(u, inject, ctx);
-    fused = mul(out.y, *alpha_h_);
-    if (global) fused = add(fused, mul(out.g_hat, *alpha_g_));
+    if (gate_proj_)  // gamma ⊙ ĝ, gamma = sigmoid(W_gamma x + b_gamma)
+      inject = sigmoid_gate(matmul(x, gate_proj_->weight().transpose(0, 1)), gate_proj_->bias(),
+                            out.g_hat);
+    out.y_dirs = ssm_->forward(u, inject, ctx);
+    out.out = out_proj_->forward(
+        gated_fusion(out.y_dirs, out.g_hat, z, *alpha_h_, global ? *alpha_g_ : Tensor()));
   } else if (global) {
-    fused = mul(out.g_hat, *alpha_g_);
+    out.out = out_proj_->forward(gated_fusion({}, out.g_hat, z, Tensor(), *alpha_g_));
   } else {
-    fused = u;  // both paths off: a gated MLP, SiLU(z) ⊙ u
+    out.out = out_proj_->forward(gated_fusion({u}, Tensor(), z, Tensor(), Tensor()));  // gated MLP
   }
-  out.out = out_proj_->forward(mul(fused, gate));
   return out;
+}
+
+Tensor MixerOutput::ssm_output() const {
+  return y_dirs.empty() ? Tensor() : mean_of_directions(y_dirs);
 }
 
 }  // namespace im::layers

@@ -11,10 +11,12 @@
 namespace im::layers {
 
 struct MixerOutput {
-  Tensor out;        // [B, L, d]
-  Tensor g_hat;      // ĝ [B, L, E] (undefined without the global stream)
-  Tensor y;          // SSM output y [B, L, E] (undefined without the scan)
-  Tensor hash_loss;  // scalar, undefined without a hash head
+  Tensor out;                  // [B, L, d]
+  Tensor g_hat;                // ĝ [B, L, E] (undefined without the global stream)
+  std::vector<Tensor> y_dirs;  // the SSM's y [B, L, E] per scan direction (none without the scan)
+  Tensor hash_loss;            // scalar, undefined without a hash head
+  // The SSM stream's output y (the mean over directions; undefined without the scan).
+  Tensor ssm_output() const;
 };
 
 class ImfMixer : public Module {
@@ -25,14 +27,14 @@ class ImfMixer : public Module {
  private:
   ImfSwitches sw_;
   int64_t inner_;
-  Linear* in_proj_;                 // W_in: d -> [u; z] (z only when ssm_path is off alone)
+  Linear* in_proj_;  // W_in: d -> [u; z] (z only when ssm_path is off alone)
   SelectiveSsm* ssm_ = nullptr;
   ConceptFilter* filter_ = nullptr;
-  Linear* inject_proj_ = nullptr;   // W_gi
-  Linear* gate_proj_ = nullptr;     // W_gamma, b_gamma
+  Linear* inject_proj_ = nullptr;  // W_gi
+  Linear* gate_proj_ = nullptr;    // W_gamma, b_gamma
   Tensor* alpha_h_ = nullptr;
   Tensor* alpha_g_ = nullptr;
-  Linear* out_proj_;                // W_out
+  Linear* out_proj_;  // W_out
 };
 
 }  // namespace im::layers

@@ -135,7 +135,7 @@ ModelOutput InfoMamba::forward(const Tensor& input, const ForwardContext& outer)
   ModelOutput out;
   out.logits = head_->forward(pool(norm_->forward(x), ctx.token_mask));
   if (proj_g_) out.r_g = l2_normalize(proj_g_->forward(pool(last.g_hat, ctx.token_mask)));
-  if (proj_h_) out.r_h = l2_normalize(proj_h_->forward(pool(last.y, ctx.token_mask)));
+  if (proj_h_) out.r_h = l2_normalize(proj_h_->forward(pool(last.ssm_output(), ctx.token_mask)));
   if (hash_blocks) out.hash_loss = mul(hash_total, 1.0 / hash_blocks);
   return out;
 }

@@ -52,7 +52,8 @@ void check_mixer(const ModelConfig& cfg, uint64_t seed) {
 }  // namespace
 
 GRADCHECK_CASE(mixer_default_switches, "selective_scan", "softmax", "masked_fill",
-               "causal_depthwise_conv1d", "flip", "layer_norm", "log_softmax") {
+               "causal_depthwise_conv1d", "layer_norm", "log_softmax", "gated_fusion",
+               "sigmoid_gate", "linear", "split") {
   check_mixer(tiny_mixer_config(), 10);
 }
 
@@ -60,13 +61,15 @@ GRADCHECK_CASE(mixer_default_switches, "selective_scan", "softmax", "masked_fill
 // that another switch makes irrelevant are skipped (filter switches without the global
 // stream; hash, budget and inject where static_assign or a missing path ignores them),
 // leaving 32 mixers.
-GRADCHECK_CASE(mixer_every_switch_combination, "selective_scan", "softmax", "silu", "matmul") {
+GRADCHECK_CASE(mixer_every_switch_combination, "selective_scan", "softmax", "gated_fusion",
+               "matmul") {
   std::vector<FilterSwitches> filters;
   for (bool no_mix : {false, true}) {
     filters.push_back({.static_assign = true, .no_mix = no_mix, .hash = false, .budget = false});
     for (bool hash : {false, true})
       for (bool budget : {false, true})
-        filters.push_back({.static_assign = false, .no_mix = no_mix, .hash = hash, .budget = budget});
+        filters.push_back(
+            {.static_assign = false, .no_mix = no_mix, .hash = hash, .budget = budget});
   }
   std::vector<ImfSwitches> imfs = {{.inject = true, .ssm_path = true, .filter_path = true},
                                    {.inject = false, .ssm_path = true, .filter_path = true},
@@ -82,11 +85,11 @@ GRADCHECK_CASE(mixer_every_switch_combination, "selective_scan", "softmax", "sil
       cfg.imf = imf;
       cfg.filter = filters[f];
       const FilterSwitches& sw = cfg.filter;
-      SCOPED_TRACE("inject=" + std::to_string(imf.inject) + " ssm_path=" +
-                   std::to_string(imf.ssm_path) + " filter_path=" + std::to_string(imf.filter_path) +
-                   " static_assign=" + std::to_string(sw.static_assign) + " no_mix=" +
-                   std::to_string(sw.no_mix) + " hash=" + std::to_string(sw.hash) +
-                   " budget=" + std::to_string(sw.budget));
+      SCOPED_TRACE("inject=" + std::to_string(imf.inject) +
+                   " ssm_path=" + std::to_string(imf.ssm_path) +
+                   " filter_path=" + std::to_string(imf.filter_path) + " static_assign=" +
+                   std::to_string(sw.static_assign) + " no_mix=" + std::to_string(sw.no_mix) +
+                   " hash=" + std::to_string(sw.hash) + " budget=" + std::to_string(sw.budget));
       check_mixer(cfg, seed++);
       ++checked;
     }
@@ -119,8 +122,8 @@ GRADCHECK_CASE(loss_info_nce, "matmul", "rsqrt") {
 GRADCHECK_CASE(loss_redundancy, "sum", "sqrt") {
   Tensor rg = im::testing::random_input({6, 4}, 4);
   Tensor rh = im::testing::random_input({6, 4}, 5);
-  EXPECT_TRUE(im::testing::gradcheck(
-      [](const auto& in) { return redundancy_loss(in[0], in[1]); }, {rg, rh}));
+  EXPECT_TRUE(im::testing::gradcheck([](const auto& in) { return redundancy_loss(in[0], in[1]); },
+                                     {rg, rh}));
 }
 
 GRADCHECK_CASE(loss_hash_infomax, "log_softmax", "exp", "log") {

@@ -32,21 +32,40 @@ ScanDirection::ScanDirection(const ModelConfig& cfg, const std::string& suffix, 
   d_ = &register_parameter("D" + suffix, Tensor::ones({E}, dtype), {.keep_float32 = true});
 }
 
-Tensor ScanDirection::forward(const Tensor& u_raw, const Tensor& inject, const ForwardContext& ctx,
-                              bool reverse) {
+ScanProblemArgs ScanDirection::problem(const Tensor& u_raw, const Tensor& inject,
+                                       const ForwardContext& ctx, bool reverse) {
   Tensor u = u_raw;
   if (ctx.token_mask.defined()) u = mul(u, ctx.token_mask.unsqueeze(-1));  // pads enter as 0
-  // The backward direction's conv is causal in reversed time.
-  Tensor conv = reverse ? flip(causal_depthwise_conv1d(flip(u, 1), *conv_weight_, *conv_bias_), 1)
-                        : causal_depthwise_conv1d(u, *conv_weight_, *conv_bias_);
-  const Tensor uc = silu(conv);
+  // The conv is causal in scan order (anti-causal in time for the backward direction) and
+  // SiLU follows it, both inside one kernel.
+  const Tensor uc =
+      causal_depthwise_conv1d(u, *conv_weight_, *conv_bias_, {.reverse = reverse, .silu = true});
   const std::vector<Tensor> parts = split(x_proj_->forward(uc), {rank_, state_, state_}, -1);
-  // Under bf16 the float32 b_dt makes Δ float32 through the softplus; the scan then takes
+  ScanProblemArgs p{.u = uc,
+                    .delta = Tensor(),
+                    .A = neg(exp(*a_log_)),
+                    .Bm = parts[1],
+                    .Cm = parts[2],
+                    .D = *d_,
+                    .opts = {.inject = inject, .reverse = reverse}};
+  if (!ctx.token_mask.defined()) {
+    // Δ = softplus(W_Δ s + b_Δ) inside the scan (in float, from the float32 b_Δ), so the
+    // bias add and the softplus make no passes of their own over [B, L, E].
+    p.delta = matmul(parts[0], dt_proj_->weight().transpose(0, 1));
+    p.opts.delta_bias = dt_proj_->bias();
+    p.opts.delta_softplus = true;
+    return p;
+  }
+  // Padded text: Δ is zeroed at the pads (h passes them unchanged), so Δ is built here.
+  // Under bf16 the float32 b_Δ makes Δ float32 through the softplus; the scan then takes
   // Δ in its inputs' dtype, A and D in float32 (MODEL.md §3).
-  Tensor delta = softplus(dt_proj_->forward(parts[0])).to(uc.dtype());
-  if (ctx.token_mask.defined()) delta = mul(delta, ctx.token_mask.unsqueeze(-1));  // h passes pads
-  const Tensor a = neg(exp(*a_log_));
-  return selective_scan(uc, delta, a, parts[1], parts[2], *d_, inject, reverse);
+  p.delta = mul(softplus(dt_proj_->forward(parts[0])).to(uc.dtype()), ctx.token_mask.unsqueeze(-1));
+  return p;
+}
+
+Tensor ScanDirection::forward(const Tensor& u_raw, const Tensor& inject, const ForwardContext& ctx,
+                              bool reverse) {
+  return selective_scan_multi({problem(u_raw, inject, ctx, reverse)})[0];
 }
 
 SelectiveSsm::SelectiveSsm(const ModelConfig& cfg, Generator& gen, DType dtype) {
@@ -56,10 +75,15 @@ SelectiveSsm::SelectiveSsm(const ModelConfig& cfg, Generator& gen, DType dtype) 
     bwd_ = &register_module("", std::make_unique<ScanDirection>(cfg, "_b", gen, dtype));
 }
 
-Tensor SelectiveSsm::forward(const Tensor& u_raw, const Tensor& inject, const ForwardContext& ctx) {
-  Tensor y = fwd_->forward(u_raw, inject, ctx, false);
-  if (!bwd_) return y;
-  return mul(add(y, bwd_->forward(u_raw, inject, ctx, true)), 0.5);
+std::vector<Tensor> SelectiveSsm::forward(const Tensor& u_raw, const Tensor& inject,
+                                          const ForwardContext& ctx) {
+  std::vector<ScanProblemArgs> problems{fwd_->problem(u_raw, inject, ctx, false)};
+  if (bwd_) problems.push_back(bwd_->problem(u_raw, inject, ctx, true));
+  return selective_scan_multi(problems);  // both directions in one launch
+}
+
+Tensor mean_of_directions(const std::vector<Tensor>& ys) {
+  return ys.size() == 1 ? ys[0] : mul(add(ys[0], ys[1]), 0.5);
 }
 
 }  // namespace im::layers

@@ -3,6 +3,9 @@
 // classification scan both directions and average them; W_in lives in the mixer.
 #pragma once
 
+#include <vector>
+
+#include "core/ops.h"
 #include "layers/basic.h"
 #include "layers/model_config.h"
 
@@ -14,7 +17,11 @@ class ScanDirection : public Module {
  public:
   ScanDirection(const ModelConfig& cfg, const std::string& suffix, Generator& gen, DType dtype);
   // u_raw [B, L, E] before the conv; inject [B, L, E] or undefined; reverse scans from
-  // the end. Returns (y [B, L, E], the post-conv u).
+  // the end. The scan's operands (conv, SiLU and the projections done), for
+  // selective_scan_multi.
+  ScanProblemArgs problem(const Tensor& u_raw, const Tensor& inject, const ForwardContext& ctx,
+                          bool reverse);
+  // This direction alone: y [B, L, E].
   Tensor forward(const Tensor& u_raw, const Tensor& inject, const ForwardContext& ctx,
                  bool reverse);
 
@@ -31,13 +38,18 @@ class ScanDirection : public Module {
 class SelectiveSsm : public Module {
  public:
   SelectiveSsm(const ModelConfig& cfg, Generator& gen, DType dtype);
-  // Returns y [B, L, E]: the forward scan, or the mean of both directions.
-  Tensor forward(const Tensor& u_raw, const Tensor& inject, const ForwardContext& ctx);
+  // Returns y [B, L, E] of each direction (forward, then backward when bidirectional),
+  // scanned in one op; the stream's output is their mean (mean_of_directions), which the
+  // mixer's fused gate takes apart.
+  std::vector<Tensor> forward(const Tensor& u_raw, const Tensor& inject, const ForwardContext& ctx);
 
  private:
   ScanDirection* fwd_;
   ScanDirection* bwd_ = nullptr;
 };
+
+// y of a bidirectional scan: the mean of its directions (the one y when unidirectional).
+Tensor mean_of_directions(const std::vector<Tensor>& ys);
 
 // R = ceil(d / 16), the rank of the delta projection.
 int64_t dt_rank(int64_t d_model);

@@ -23,13 +23,37 @@ void check_operand(const Tensor& x, const Tensor& t, const char* op) {
   detail::check_same_dtype_device(x, t, op);
 }
 
+// x itself when its channel dim is contiguous (the kernels take its row strides: the mixer
+// passes half of a [B, L, 2E] projection), else a contiguous copy.
+Tensor rows_of(const Tensor& x) {
+  const Tensor xd = x.detach();
+  return xd.strides()[2] == 1 || xd.size(2) == 1 ? xd : xd.contiguous();
+}
+
+kernels::cpu::DwConv1dGeometry dwconv1d_geometry(const Tensor& xs, int64_t ksize,
+                                                 const DepthwiseConv1dOptions& opts) {
+  kernels::cpu::DwConv1dGeometry geo;
+  geo.batch = xs.size(0);
+  geo.len = xs.size(1);
+  geo.channels = xs.size(2);
+  geo.ksize = ksize;
+  // A stride of a dimension of size 1 is never stepped along: 0 keeps it from blocking the
+  // CUDA kernels' 16-byte accesses.
+  geo.x_batch_stride = geo.batch > 1 ? xs.strides()[0] : 0;
+  geo.x_row_stride = geo.len > 1 ? xs.strides()[1] : 0;
+  geo.reverse = opts.reverse;
+  geo.silu = opts.silu;
+  return geo;
+}
+
 }  // namespace
 
-Tensor causal_depthwise_conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+Tensor causal_depthwise_conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                               const DepthwiseConv1dOptions& opts) {
   constexpr const char* op = "causal_depthwise_conv1d";
   IM_CHECK(x.defined() && weight.defined(), op, ": x and weight must be defined");
   IM_CHECK(x.dim() == 3, op, ": x must be [B, L, C], got ", x.describe());
-  const int64_t batch = x.size(0), len = x.size(1), channels = x.size(2);
+  const int64_t channels = x.size(2);
   IM_CHECK(weight.dim() == 2 && weight.size(0) == channels && weight.size(1) >= 1, op,
            ": weight must be [C, K] = [", channels, ", K >= 1], got ", weight.describe());
   const int64_t ksize = weight.size(1);
@@ -39,53 +63,56 @@ Tensor causal_depthwise_conv1d(const Tensor& x, const Tensor& weight, const Tens
   check_operand(x, weight, op);
   if (bias.defined()) check_operand(x, bias, op);
 
-  const Tensor xc = x.detach().contiguous(), wc = weight.detach().contiguous();
+  const Tensor xs = rows_of(x), wc = weight.detach().contiguous();
   const Tensor bc = bias.defined() ? bias.detach().contiguous() : Tensor();
+  const kernels::cpu::DwConv1dGeometry geo = dwconv1d_geometry(xs, ksize, opts);
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
   dispatch_compute(x.dtype(), x.device(), op, [&]<typename T>() {
     if constexpr (has_cpu_kernel<T>) {
       if (x.device().is_cpu()) {
-        kernels::cpu::causal_depthwise_conv1d<T>(xc.data<T>(), wc.data<T>(), data_or_null<T>(bc),
-                                                 out.data<T>(), batch, len, channels, ksize);
+        kernels::cpu::causal_depthwise_conv1d<T>(xs.data<T>(), wc.data<T>(), data_or_null<T>(bc),
+                                                 out.data<T>(), geo);
         return;
       }
     }
 #if IM_WITH_CUDA
-    kernels::cuda::causal_depthwise_conv1d<T>(xc.data<T>(), wc.data<T>(), data_or_null<T>(bc),
-                                              out.data<T>(), batch, len, channels, ksize);
+    kernels::cuda::causal_depthwise_conv1d<T>(xs.data<T>(), wc.data<T>(), data_or_null<T>(bc),
+                                              out.data<T>(), geo);
 #endif
   });
 
   if (any_requires_grad({x, weight, bias})) {
-    const bool has_bias = bias.defined();
+    // Saves x (a view where the input was one), w and b only: with silu the backward
+    // recomputes the pre-activation from them.
     record_op(
         op, {x, weight, bias}, {out},
-        [xc, wc, has_bias, batch, len, channels, ksize](const std::vector<Tensor>& g,
-                                                        const auto& needs) {
+        [xs, wc, bc, geo](const std::vector<Tensor>& g, const auto& needs) {
           // In the op's dtype: a bfloat16 output may get a float32 gradient.
-          const Tensor gc = g[0].to(xc.dtype()).contiguous();
+          const Tensor gc = g[0].to(xs.dtype()).contiguous();
           Tensor dx, dw, db;
-          if (needs[0]) dx = Tensor::empty(xc.shape(), xc.dtype(), xc.device());
+          if (needs[0]) dx = Tensor::empty(xs.shape(), xs.dtype(), xs.device());
           if (needs[1]) dw = Tensor::empty(wc.shape(), wc.dtype(), wc.device());
-          if (has_bias && needs[2]) db = Tensor::empty({channels}, xc.dtype(), xc.device());
-          dispatch_compute(xc.dtype(), xc.device(), "causal_depthwise_conv1d", [&]<typename T>() {
+          if (bc.defined() && needs[2]) db = Tensor::empty({geo.channels}, xs.dtype(), xs.device());
+          dispatch_compute(xs.dtype(), xs.device(), "causal_depthwise_conv1d", [&]<typename T>() {
             if constexpr (has_cpu_kernel<T>) {
-              if (xc.device().is_cpu()) {
+              if (xs.device().is_cpu()) {
                 kernels::cpu::causal_depthwise_conv1d_backward<T>(
-                    gc.data<T>(), xc.data<T>(), wc.data<T>(), data_or_null<T>(dx),
-                    data_or_null<T>(dw), data_or_null<T>(db), batch, len, channels, ksize);
+                    gc.data<T>(), xs.data<T>(), wc.data<T>(), data_or_null<T>(bc),
+                    data_or_null<T>(dx), data_or_null<T>(dw), data_or_null<T>(db), geo);
                 return;
               }
             }
 #if IM_WITH_CUDA
             // Per-block partial sums of dw and dbias (float64, whatever T is).
             const Tensor ws =
-                Tensor::empty({kernels::cuda::causal_depthwise_conv1d_backward_workspace(
-                                  batch, len, channels, ksize)},
-                              DType::Float64, xc.device());
+                dw.defined() || db.defined()
+                    ? Tensor::empty(
+                          {kernels::cuda::causal_depthwise_conv1d_backward_workspace(geo)},
+                          DType::Float64, xs.device())
+                    : Tensor();
             kernels::cuda::causal_depthwise_conv1d_backward<T>(
-                gc.data<T>(), xc.data<T>(), wc.data<T>(), data_or_null<T>(dx), data_or_null<T>(dw),
-                data_or_null<T>(db), batch, len, channels, ksize, ws.data<double>());
+                gc.data<T>(), xs.data<T>(), wc.data<T>(), data_or_null<T>(bc), data_or_null<T>(dx),
+                data_or_null<T>(dw), data_or_null<T>(db), geo, data_or_null<double>(ws));
 #endif
           });
           return std::vector<Tensor>{dx, dw, db};

@@ -41,6 +41,58 @@ GRADCHECK_CASE(causal_depthwise_conv1d_strided_input, "causal_depthwise_conv1d")
       {x, w, b}));
 }
 
+GRADCHECK_CASE(causal_depthwise_conv1d_reverse_silu, "causal_depthwise_conv1d") {
+  struct Case {
+    int64_t B, L, C, K;
+  };
+  // Odd sizes; L < K: taps that read only padding (on the right with reverse).
+  const std::vector<Case> cases = {{1, 1, 3, 4}, {2, 3, 5, 4}, {2, 7, 3, 4},
+                                   {1, 7, 5, 1}, {2, 5, 3, 3}, {1, 2, 3, 3}};
+  struct Flags {
+    bool reverse, silu;
+  };
+  uint64_t seed = 140;
+  for (const Case& c : cases) {
+    for (const Flags f : {Flags{true, false}, Flags{false, true}, Flags{true, true}}) {
+      // Inputs of size ~2 so SiLU's curvature shows in the differences.
+      Tensor x = random_input({c.B, c.L, c.C}, seed++, -2.0, 2.0);
+      Tensor w = random_input({c.C, c.K}, seed++);
+      Tensor b = random_input({c.C}, seed++);
+      const im::DepthwiseConv1dOptions opts{.reverse = f.reverse, .silu = f.silu};
+      const std::string what = "B=" + std::to_string(c.B) + " L=" + std::to_string(c.L) +
+                               " C=" + std::to_string(c.C) + " K=" + std::to_string(c.K) +
+                               (f.reverse ? " reverse" : "") + (f.silu ? " silu" : "");
+      EXPECT_TRUE(gradcheck(
+          [opts](const auto& in) { return im::causal_depthwise_conv1d(in[0], in[1], in[2], opts); },
+          {x, w, b}))
+          << what << " with bias";
+      EXPECT_TRUE(gradcheck(
+          [opts](const auto& in) {
+            return im::causal_depthwise_conv1d(in[0], in[1], Tensor(), opts);
+          },
+          {x, w}))
+          << what << " without bias";
+    }
+  }
+}
+
+GRADCHECK_CASE(causal_depthwise_conv1d_row_strided_input, "causal_depthwise_conv1d") {
+  // x is the second half of a [B, L, 2C] projection, read in place (the mixer's u); the
+  // other half gets a zero gradient.
+  Tensor xz = random_input({2, 5, 6}, 160, -2.0, 2.0);
+  Tensor w = random_input({3, 4}, 161);
+  Tensor b = random_input({3}, 162);
+  for (const bool reverse : {false, true}) {
+    EXPECT_TRUE(gradcheck(
+        [reverse](const auto& in) {
+          return im::causal_depthwise_conv1d(in[0].slice(2, 3, 6), in[1], in[2],
+                                             {.reverse = reverse, .silu = true});
+        },
+        {xz, w, b}))
+        << (reverse ? "reverse" : "causal");
+  }
+}
+
 GRADCHECK_CASE(conv2d, "conv2d") {
   struct Case {
     int64_t B, Cin, H, W, Cout, kh, kw, stride, pad;

@@ -2,6 +2,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
 
 #include "core/autograd.h"
 #include "core/error.h"
@@ -25,8 +28,10 @@ void expect_near_all(const std::vector<double>& got, const std::vector<double>& 
   for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], tol) << "element " << i;
 }
 
-// y[b,t,c] = bias[c] + sum_j w[c,j] x[b, t-K+1+j, c], written out directly.
-std::vector<double> conv1d_direct(const Tensor& x, const Tensor& w, const Tensor& bias) {
+// y[b,t,c] = bias[c] + sum_j w[c,j] x[b, t-K+1+j, c] (reverse: x[b, t+K-1-j, c]), zero
+// outside [0, L), written out directly.
+std::vector<double> conv1d_direct(const Tensor& x, const Tensor& w, const Tensor& bias,
+                                  bool reverse = false) {
   const int64_t B = x.size(0), L = x.size(1), C = x.size(2), K = w.size(1);
   const auto xv = x.to_vector<double>(), wv = w.to_vector<double>();
   const auto bv = bias.defined() ? bias.to_vector<double>() : std::vector<double>(C, 0.0);
@@ -36,13 +41,53 @@ std::vector<double> conv1d_direct(const Tensor& x, const Tensor& w, const Tensor
       for (int64_t c = 0; c < C; ++c) {
         double acc = bv[c];
         for (int64_t j = 0; j < K; ++j) {
-          const int64_t s = t - K + 1 + j;
-          if (s >= 0) acc += wv[c * K + j] * xv[(b * L + s) * C + c];
+          const int64_t s = reverse ? t + K - 1 - j : t - K + 1 + j;
+          if (s >= 0 && s < L) acc += wv[c * K + j] * xv[(b * L + s) * C + c];
         }
         y[(b * L + t) * C + c] = acc;
       }
   return y;
 }
+
+// The output and the gradients of x, w and bias (bias may be undefined) of f under the
+// upstream gradient `up`, each as exact values.
+struct Conv1dRun {
+  std::vector<double> y, dx, dw, db;
+};
+
+using Conv1dFn = std::function<Tensor(const Tensor&, const Tensor&, const Tensor&)>;
+
+Conv1dRun run_conv1d(const Conv1dFn& f, const Tensor& x, const Tensor& w, const Tensor& bias,
+                     const Tensor& up) {
+  auto leaf = [](const Tensor& t) {
+    if (!t.defined()) return Tensor();
+    Tensor l = t.detach().clone();
+    l.set_requires_grad(true);
+    return l;
+  };
+  const Tensor xl = leaf(x), wl = leaf(w), bl = leaf(bias);
+  const Tensor y = f(xl, wl, bl);
+  y.backward(up);
+  Conv1dRun run{
+      y.to_vector<double>(), xl.grad().to_vector<double>(), wl.grad().to_vector<double>(), {}};
+  if (bl.defined()) run.db = bl.grad().to_vector<double>();
+  return run;
+}
+
+void expect_same_run(const Conv1dRun& got, const Conv1dRun& want, const std::string& what) {
+  EXPECT_EQ(got.y, want.y) << what << " forward";
+  EXPECT_EQ(got.dx, want.dx) << what << " dx";
+  EXPECT_EQ(got.dw, want.dw) << what << " dw";
+  EXPECT_EQ(got.db, want.db) << what << " dbias";
+}
+
+struct Conv1dCase {
+  int64_t B, L, C, K;
+};
+
+// Odd sizes, K = 1, and L < K (taps that read only padding).
+const Conv1dCase kConv1dCases[] = {{1, 1, 3, 4}, {2, 7, 3, 4}, {3, 5, 5, 3},
+                                   {2, 9, 4, 1}, {2, 3, 5, 4}, {1, 2, 7, 3}};
 
 std::vector<double> conv2d_direct(const Tensor& x, const Tensor& w, const Tensor& bias,
                                   int64_t stride, int64_t pad) {
@@ -115,6 +160,119 @@ TEST(Conv1d, Float32MatchesFloat64AndStridedInput) {
   const Tensor xt = x.transpose(1, 2).contiguous().transpose(1, 2);
   ASSERT_FALSE(xt.is_contiguous());
   expect_near_all(im::causal_depthwise_conv1d(xt, w, b).to_vector<double>(), ref, 1e-12);
+}
+
+TEST(Conv1d, ReverseMatchesDirectLoopAndIsAntiCausal) {
+  uint64_t seed = 300;
+  for (const Conv1dCase& c : kConv1dCases) {
+    const Tensor x = random({c.B, c.L, c.C}, seed++), w = random({c.C, c.K}, seed++);
+    const Tensor b = random({c.C}, seed++);
+    expect_near_all(im::causal_depthwise_conv1d(x, w, b, {.reverse = true}).to_vector<double>(),
+                    conv1d_direct(x, w, b, true), 1e-12);
+  }
+  // Changing x at time s must leave y after s untouched.
+  Tensor x = random({1, 6, 3}, 310);
+  const Tensor w = random({3, 4}, 311);
+  const auto before = im::causal_depthwise_conv1d(x, w, Tensor(), {.reverse = true});
+  x.data<double>()[3 * 3 + 1] += 10.0;  // t = 3, c = 1
+  const auto after = im::causal_depthwise_conv1d(x, w, Tensor(), {.reverse = true});
+  const auto bv = before.to_vector<double>(), av = after.to_vector<double>();
+  for (int64_t t = 0; t < 6; ++t)
+    for (int64_t c = 0; c < 3; ++c) {
+      if (t <= 3 && c == 1) {
+        EXPECT_NE(bv[t * 3 + c], av[t * 3 + c]) << "t=" << t << " c=" << c;
+      } else {
+        EXPECT_EQ(bv[t * 3 + c], av[t * 3 + c]) << "t=" << t << " c=" << c;
+      }
+    }
+}
+
+TEST(Conv1d, ReverseIsExactlyFlipConvFlip) {
+  // The same numbers as the two flips around the causal conv, output and every gradient,
+  // with and without SiLU, in both dtypes: the kernels walk time backwards in the same
+  // order of operations.
+  uint64_t seed = 320;
+  for (DType dt : {DType::Float64, DType::Float32})
+    for (const Conv1dCase& c : kConv1dCases)
+      for (bool silu : {false, true})
+        for (bool with_bias : {true, false}) {
+          const Tensor x = random({c.B, c.L, c.C}, seed++, dt), w = random({c.C, c.K}, seed++, dt);
+          const Tensor b = with_bias ? random({c.C}, seed++, dt) : Tensor();
+          const Tensor up = random({c.B, c.L, c.C}, seed++, dt);
+          const Conv1dRun want = run_conv1d(
+              [silu](const Tensor& xi, const Tensor& wi, const Tensor& bi) {
+                return im::flip(
+                    im::causal_depthwise_conv1d(im::flip(xi, 1), wi, bi, {.silu = silu}), 1);
+              },
+              x, w, b, up);
+          const Conv1dRun got = run_conv1d(
+              [silu](const Tensor& xi, const Tensor& wi, const Tensor& bi) {
+                return im::causal_depthwise_conv1d(xi, wi, bi, {.reverse = true, .silu = silu});
+              },
+              x, w, b, up);
+          expect_same_run(got, want,
+                          std::string(im::dtype_name(dt)) + " B=" + std::to_string(c.B) +
+                              " L=" + std::to_string(c.L) + " C=" + std::to_string(c.C) +
+                              " K=" + std::to_string(c.K) + (silu ? " silu" : "") +
+                              (with_bias ? " bias" : ""));
+        }
+}
+
+TEST(Conv1d, SiluIsExactlySiluOfConv) {
+  // Fused SiLU: the same numbers as the silu op on the conv's output, gradients included
+  // (the backward recomputes the pre-activation instead of saving it).
+  uint64_t seed = 340;
+  for (DType dt : {DType::Float64, DType::Float32})
+    for (const Conv1dCase& c : kConv1dCases)
+      for (bool reverse : {false, true})
+        for (bool with_bias : {true, false}) {
+          const Tensor x = random({c.B, c.L, c.C}, seed++, dt), w = random({c.C, c.K}, seed++, dt);
+          const Tensor b = with_bias ? random({c.C}, seed++, dt) : Tensor();
+          const Tensor up = random({c.B, c.L, c.C}, seed++, dt);
+          const Conv1dRun want = run_conv1d(
+              [reverse](const Tensor& xi, const Tensor& wi, const Tensor& bi) {
+                return im::silu(im::causal_depthwise_conv1d(xi, wi, bi, {.reverse = reverse}));
+              },
+              x, w, b, up);
+          const Conv1dRun got = run_conv1d(
+              [reverse](const Tensor& xi, const Tensor& wi, const Tensor& bi) {
+                return im::causal_depthwise_conv1d(xi, wi, bi, {.reverse = reverse, .silu = true});
+              },
+              x, w, b, up);
+          expect_same_run(got, want,
+                          std::string(im::dtype_name(dt)) + " B=" + std::to_string(c.B) +
+                              " L=" + std::to_string(c.L) + " C=" + std::to_string(c.C) +
+                              " K=" + std::to_string(c.K) + (reverse ? " reverse" : "") +
+                              (with_bias ? " bias" : ""));
+        }
+}
+
+TEST(Conv1d, RowStridedInputIsReadInPlace) {
+  // x = one half of a [B, L, 2C] tensor (rows 2C apart): the same numbers as its
+  // contiguous copy, and the gradient lands in that half of the base only.
+  const Tensor base = random({3, 7, 10}, 360), w = random({5, 4}, 361), b = random({5}, 362);
+  const Tensor up = random({3, 7, 5}, 363);
+  for (int64_t half : {0, 1}) {
+    for (bool reverse : {false, true}) {
+      const im::DepthwiseConv1dOptions opts{.reverse = reverse, .silu = true};
+      const Conv1dFn conv = [opts](const Tensor& xi, const Tensor& wi, const Tensor& bi) {
+        return im::causal_depthwise_conv1d(xi, wi, bi, opts);
+      };
+      const Conv1dRun want =
+          run_conv1d(conv, base.slice(2, 5 * half, 5 * half + 5).contiguous(), w, b, up);
+      Tensor bl = base.detach().clone();
+      bl.set_requires_grad(true);
+      const Tensor x = bl.slice(2, 5 * half, 5 * half + 5);
+      ASSERT_FALSE(x.is_contiguous());
+      const Tensor y = im::causal_depthwise_conv1d(x, w, b, opts);
+      EXPECT_EQ(y.to_vector<double>(), want.y);
+      y.backward(up);
+      const Tensor g = bl.grad();
+      EXPECT_EQ(g.slice(2, 5 * half, 5 * half + 5).to_vector<double>(), want.dx);
+      for (double v : g.slice(2, 5 - 5 * half, 10 - 5 * half).to_vector<double>())
+        EXPECT_EQ(v, 0.0);
+    }
+  }
 }
 
 TEST(Conv1d, RejectsBadShapes) {

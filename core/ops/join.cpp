@@ -1,7 +1,9 @@
 // Joining and splitting along a dimension. concat copies each input into a slice of
 // the output (the strided copy behind Tensor::copy_) and hands each input its slice of
-// the gradient. stack and split are composites of recorded views (unsqueeze, slice)
-// and concat, so they need no backward of their own.
+// the gradient. stack is a composite of recorded views (unsqueeze) and concat. split
+// records itself once for all its parts: its backward writes every part's gradient into
+// one buffer (a concat), where recording each part as a slice would zero-fill a full-size
+// gradient per part and then add them up.
 #include "core/autograd.h"
 #include "core/ops.h"
 #include "core/ops/op_common.h"
@@ -77,11 +79,18 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
            x.describe(), " has size ", x.size(dim));
   std::vector<Tensor> parts;
   parts.reserve(sizes.size());
-  int64_t offset = 0;
-  for (int64_t n : sizes) {
-    parts.push_back(x.slice(dim, offset, offset + n));
-    offset += n;
+  {
+    NoGradGuard views_only;  // the parts are views; "split" below records their backward
+    int64_t offset = 0;
+    for (int64_t n : sizes) {
+      parts.push_back(x.slice(dim, offset, offset + n));
+      offset += n;
+    }
   }
+  record_op("split", {x}, parts, [dim](const std::vector<Tensor>& g, const auto&) {
+    // Parts without a gradient arrive as zeros from the engine, so the buffer is whole.
+    return std::vector<Tensor>{concat(g, dim)};
+  });
   return parts;
 }
 

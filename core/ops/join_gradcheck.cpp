@@ -1,4 +1,4 @@
-// Gradient checks of concat, stack (unsqueeze + concat) and split (slices).
+// Gradient checks of concat, stack (unsqueeze + concat) and split.
 #include "tests/gradcheck.h"
 
 using im::Tensor;
@@ -50,7 +50,7 @@ GRADCHECK_CASE(stack, "concat") {
       << "0-d inputs";
 }
 
-GRADCHECK_CASE(split, "slice") {
+GRADCHECK_CASE(split, "split") {
   Tensor x = random_input({3, 7}, 171);
   EXPECT_TRUE(gradcheck_multi(
       [](const auto& in) {

@@ -3,10 +3,14 @@
 // float64, and bfloat16, which computes in float). Both backwards recompute the forward
 // states, so forward keeps only its inputs.
 //
-// With bfloat16 activations the parameters A and D may be bfloat16 too or float32 (MODEL.md
-// keeps A_log and D float32 under bf16 training); the kernels take them, and give dA, dD, in
-// float32 either way, so a bfloat16 A or D is widened on the way in and its gradient is
-// rounded once on the way out.
+// Several problems (the two directions of a bidirectional scan) run as one recorded op, on
+// the GPU in one kernel launch forward and one backward (kernels/cuda/selective_scan.h).
+//
+// With bfloat16 activations the parameters A, D and the delta bias may be bfloat16 too or
+// float32 (MODEL.md keeps A_log, D and b_Δ float32 under bf16 training); the kernels take them,
+// and give their gradients, in float32 either way, so a bfloat16 one is widened on the way in
+// and its gradient is rounded once on the way out. The delta bias and the softplus of Δ are
+// applied inside the kernels (kernels/scan_delta.h).
 #include "kernels/cpu/selective_scan.h"
 #include "core/autograd.h"
 #include "core/dispatch.h"
@@ -44,21 +48,29 @@ void check_param(const Tensor& u, const Tensor& p, const char* arg) {
            " like u ", u.describe());
 }
 
-}  // namespace
+// A problem's operands, validated, contiguous, detached, A/D/bias in the parameter dtype.
+struct Prepared {
+  Tensor u, delta, A, Bm, Cm, D, inject, bias;
+  kernels::cpu::ScanDims dims;
+  DType a_dtype, d_dtype, bias_dtype;
+};
 
-Tensor selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& Bm,
-                      const Tensor& Cm, const Tensor& D, const Tensor& inject, bool reverse) {
+Prepared prepare(const ScanProblemArgs& a) {
+  const Tensor &u = a.u, &delta = a.delta, &A = a.A, &Bm = a.Bm, &Cm = a.Cm, &D = a.D;
+  const Tensor &inject = a.opts.inject, &delta_bias = a.opts.delta_bias;
   IM_CHECK(u.defined(), kOp, ": u must be defined");
   IM_CHECK(u.dim() == 3, kOp, ": u must be [B, L, E], got ", u.describe());
   IM_CHECK(A.defined(), kOp, ": A must be defined");
   IM_CHECK(A.dim() == 2 && A.size(0) == u.size(2), kOp, ": A must be [E, N] with E = ", u.size(2),
            ", got ", A.describe());
-  kernels::cpu::ScanDims dims;
+  Prepared p;
+  kernels::cpu::ScanDims& dims = p.dims;
   dims.batch = u.size(0);
   dims.len = u.size(1);
   dims.inner = u.size(2);
   dims.state = A.size(1);
-  dims.reverse = reverse;
+  dims.reverse = a.opts.reverse;
+  dims.softplus_delta = a.opts.delta_softplus;
   const int64_t B = dims.batch, L = dims.len, E = dims.inner, N = dims.state;
   check_shape(delta, "delta", {B, L, E}, "[B, L, E]");
   check_shape(Bm, "Bm", {B, L, N}, "[B, L, N]");
@@ -69,91 +81,211 @@ Tensor selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A, con
     if (t->defined()) detail::check_same_dtype_device(u, *t, kOp);
   check_param(u, A, "A");
   check_param(u, D, "D");
-  const bool on_gpu = u.device().is_cuda();
+  if (delta_bias.defined()) {
+    check_shape(delta_bias, "delta_bias", {E}, "[E]");
+    check_param(u, delta_bias, "delta_bias");
+  }
 #if IM_WITH_CUDA
-  if (on_gpu)
+  if (u.device().is_cuda())
     IM_CHECK(N <= kernels::cuda::kScanMaxState, kOp,
              ": the CUDA kernel takes a state size N of at most ", kernels::cuda::kScanMaxState,
              ", got A ", A.describe());
 #else
   detail::require_cpu(u, kOp);
 #endif
-
   // Contiguous, detached operands: the kernel reads raw pointers and backward keeps these.
   auto prep = [](const Tensor& t) { return t.defined() ? t.detach().contiguous() : Tensor(); };
-  // A and D in the parameter dtype (a no-op unless they are bfloat16).
+  // A, D and the bias in the parameter dtype (a no-op unless they are bfloat16).
   const DType pt = param_dtype(u.dtype());
-  const Tensor uc = prep(u), dc = prep(delta), ac = prep(A).to(pt), bc = prep(Bm), cc = prep(Cm),
-               Dc = prep(D).to(pt), ic = prep(inject);
-  Tensor y = Tensor::empty({B, L, E}, u.dtype(), u.device());
-  dispatch_compute(u.dtype(), u.device(), kOp, [&]<typename T>() {
-    auto ptr = [](const Tensor& t) {
-      return t.defined() ? static_cast<T*>(t.data_ptr()) : static_cast<T*>(nullptr);
-    };
+  p.u = prep(u);
+  p.delta = prep(delta);
+  p.A = prep(A).to(pt);
+  p.Bm = prep(Bm);
+  p.Cm = prep(Cm);
+  p.D = prep(D).to(pt);
+  p.inject = prep(inject);
+  p.bias = delta_bias.defined() ? prep(delta_bias).to(pt) : Tensor();
+  p.a_dtype = A.dtype();
+  p.d_dtype = D.dtype();
+  p.bias_dtype = delta_bias.defined() ? delta_bias.dtype() : pt;
+  return p;
+}
+
+template <typename T>
+T* ptr_of(const Tensor& t) {
+  return t.defined() ? static_cast<T*>(t.data_ptr()) : nullptr;
+}
+
+// The problems' outputs y, every problem on the device of the first.
+std::vector<Tensor> run_forward(const std::vector<Prepared>& ps) {
+  const Tensor& u0 = ps[0].u;
+  std::vector<Tensor> ys;
+  for (const Prepared& p : ps) {
+    detail::check_same_dtype_device(u0, p.u, kOp);
+    ys.push_back(Tensor::empty(p.u.shape(), p.u.dtype(), p.u.device()));
+  }
+  dispatch_compute(u0.dtype(), u0.device(), kOp, [&]<typename T>() {
     if constexpr (has_cpu_kernel<T>) {
-      if (!on_gpu) {
-        kernels::cpu::selective_scan<T>(ptr(uc), ptr(dc), ptr(ac), ptr(bc), ptr(cc), ptr(Dc),
-                                        ptr(ic), ptr(y), dims);
+      if (u0.device().is_cpu()) {
+        for (size_t i = 0; i < ps.size(); ++i) {
+          const Prepared& p = ps[i];
+          kernels::cpu::selective_scan<T>(
+              ptr_of<T>(p.u), ptr_of<T>(p.delta), ptr_of<T>(p.A), ptr_of<T>(p.Bm), ptr_of<T>(p.Cm),
+              ptr_of<T>(p.D), ptr_of<T>(p.inject), ptr_of<T>(p.bias), ptr_of<T>(ys[i]), p.dims);
+        }
         return;
       }
     }
 #if IM_WITH_CUDA
-    auto param = [](const Tensor& t) { return static_cast<compute_t<T>*>(t.data_ptr()); };
-    kernels::cuda::selective_scan<T>(ptr(uc), ptr(dc), param(ac), ptr(bc), ptr(cc), param(Dc),
-                                     ptr(ic), ptr(y), dims);
+    using C = compute_t<T>;
+    std::vector<kernels::cuda::ScanProblem<T>> problems(ps.size());
+    for (size_t i = 0; i < ps.size(); ++i) {
+      const Prepared& p = ps[i];
+      kernels::cuda::ScanProblem<T>& q = problems[i];
+      q.u = ptr_of<T>(p.u);
+      q.delta = ptr_of<T>(p.delta);
+      q.A = ptr_of<C>(p.A);
+      q.Bm = ptr_of<T>(p.Bm);
+      q.Cm = ptr_of<T>(p.Cm);
+      q.D = ptr_of<C>(p.D);
+      q.inject = ptr_of<T>(p.inject);
+      q.delta_bias = ptr_of<C>(p.bias);
+      q.y = ptr_of<T>(ys[i]);
+      q.dims = p.dims;
+    }
+    kernels::cuda::selective_scan_multi<T>(problems.data(), static_cast<int>(problems.size()));
 #endif
   });
+  return ys;
+}
 
-  if (any_requires_grad({u, delta, A, Bm, Cm, D, inject})) {
-    const DType a_dtype = A.dtype(), d_dtype = D.dtype();
-    record_op(
-        kOp, {u, delta, A, Bm, Cm, D, inject}, {y},
-        [uc, dc, ac, bc, cc, Dc, ic, dims, a_dtype, d_dtype](const std::vector<Tensor>& g,
-                                                             const auto& needs) {
-          // In the op's dtype: a bfloat16 y may get a float32 gradient from its consumer.
-          const Tensor gc = g[0].to(uc.dtype()).contiguous();
-          auto like = [](const Tensor& t) {
-            return Tensor::empty(t.shape(), t.dtype(), t.device());
-          };
-          // The kernel produces every gradient in one sweep; unneeded ones are
-          // dropped below (dinject is skipped outright when not wanted).
-          Tensor du = like(uc), ddelta = like(dc), dA = like(ac), dBm = like(bc), dCm = like(cc),
-                 dD = like(Dc);
-          Tensor dinject = ic.defined() && needs[6] ? like(ic) : Tensor();
-          dispatch_compute(uc.dtype(), uc.device(), kOp, [&]<typename T>() {
-            auto ptr = [](const Tensor& t) {
-              return t.defined() ? static_cast<T*>(t.data_ptr()) : static_cast<T*>(nullptr);
-            };
-            if constexpr (has_cpu_kernel<T>) {
-              if (uc.device().is_cpu()) {
-                kernels::cpu::selective_scan_backward<T>(
-                    ptr(gc), ptr(uc), ptr(dc), ptr(ac), ptr(bc), ptr(cc), ptr(Dc), ptr(ic), ptr(du),
-                    ptr(ddelta), ptr(dA), ptr(dBm), ptr(dCm), ptr(dD), ptr(dinject), dims);
-                return;
-              }
-            }
-#if IM_WITH_CUDA
-            using C = compute_t<T>;
-            auto param = [](const Tensor& t) { return static_cast<C*>(t.data_ptr()); };
-            // States at chunk boundaries (and bfloat16's float sums of dBm, dCm), in the
-            // compute type, alive for this call only.
-            const Tensor workspace =
-                Tensor::empty({kernels::cuda::selective_scan_workspace_elems<T>(dims)},
-                              dtype_of<C>(), uc.device());
-            kernels::cuda::selective_scan_backward<T>(
-                ptr(gc), ptr(uc), ptr(dc), param(ac), ptr(bc), ptr(cc), param(Dc), ptr(ic), ptr(du),
-                ptr(ddelta), param(dA), ptr(dBm), ptr(dCm), param(dD), ptr(dinject),
-                param(workspace), dims);
-#endif
-          });
-          // dA, dD back in A's and D's dtype (rounded once when those are bfloat16).
-          std::vector<Tensor> out{du, ddelta, dA.to(a_dtype), dBm, dCm, dD.to(d_dtype), dinject};
-          for (size_t i = 0; i < out.size(); ++i)
-            if (!needs[i]) out[i] = Tensor();
-          return out;
-        });
+constexpr size_t kInputsPerProblem = 8;  // u, delta, A, Bm, Cm, D, inject, delta_bias
+
+// Gradients of every problem's inputs (kInputsPerProblem each, undefined where not needed)
+// for the gradients g of their outputs.
+std::vector<Tensor> run_backward(const std::vector<Prepared>& ps, const std::vector<Tensor>& g,
+                                 const std::vector<bool>& needs) {
+  auto like = [](const Tensor& t) { return Tensor::empty(t.shape(), t.dtype(), t.device()); };
+  struct Grads {
+    Tensor dy, du, ddelta, dA, dBm, dCm, dD, dinject, dbias;
+  };
+  std::vector<Grads> gs(ps.size());
+  for (size_t i = 0; i < ps.size(); ++i) {
+    const Prepared& p = ps[i];
+    Grads& r = gs[i];
+    // In the op's dtype: a bfloat16 y may get a float32 gradient from its consumer.
+    r.dy = g[i].to(p.u.dtype()).contiguous();
+    // The kernels produce every gradient in one sweep; unneeded ones are dropped below
+    // (dinject and the bias gradient are skipped outright when not wanted).
+    r.du = like(p.u);
+    r.ddelta = like(p.delta);
+    r.dA = like(p.A);
+    r.dBm = like(p.Bm);
+    r.dCm = like(p.Cm);
+    r.dD = like(p.D);
+    const size_t base = i * kInputsPerProblem;
+    if (p.inject.defined() && needs[base + 6]) r.dinject = like(p.inject);
+    if (p.bias.defined() && needs[base + 7]) r.dbias = like(p.bias);
   }
-  return y;
+  const Tensor& u0 = ps[0].u;
+  dispatch_compute(u0.dtype(), u0.device(), kOp, [&]<typename T>() {
+    if constexpr (has_cpu_kernel<T>) {
+      if (u0.device().is_cpu()) {
+        for (size_t i = 0; i < ps.size(); ++i) {
+          const Prepared& p = ps[i];
+          const Grads& r = gs[i];
+          kernels::cpu::selective_scan_backward<T>(
+              ptr_of<T>(r.dy), ptr_of<T>(p.u), ptr_of<T>(p.delta), ptr_of<T>(p.A), ptr_of<T>(p.Bm),
+              ptr_of<T>(p.Cm), ptr_of<T>(p.D), ptr_of<T>(p.inject), ptr_of<T>(p.bias),
+              ptr_of<T>(r.du), ptr_of<T>(r.ddelta), ptr_of<T>(r.dA), ptr_of<T>(r.dBm),
+              ptr_of<T>(r.dCm), ptr_of<T>(r.dD), ptr_of<T>(r.dinject), ptr_of<T>(r.dbias), p.dims);
+        }
+        return;
+      }
+    }
+#if IM_WITH_CUDA
+    using C = compute_t<T>;
+    std::vector<kernels::cuda::ScanBackwardProblem<T>> problems(ps.size());
+    // States at chunk boundaries (and bfloat16's float sums of dBm, dCm), in the compute
+    // type, alive for this call only.
+    std::vector<Tensor> workspaces;
+    for (size_t i = 0; i < ps.size(); ++i) {
+      const Prepared& p = ps[i];
+      const Grads& r = gs[i];
+      workspaces.push_back(Tensor::empty({kernels::cuda::selective_scan_workspace_elems<T>(p.dims)},
+                                         dtype_of<C>(), p.u.device()));
+      kernels::cuda::ScanBackwardProblem<T>& q = problems[i];
+      q.dy = ptr_of<T>(r.dy);
+      q.u = ptr_of<T>(p.u);
+      q.delta = ptr_of<T>(p.delta);
+      q.A = ptr_of<C>(p.A);
+      q.Bm = ptr_of<T>(p.Bm);
+      q.Cm = ptr_of<T>(p.Cm);
+      q.D = ptr_of<C>(p.D);
+      q.inject = ptr_of<T>(p.inject);
+      q.delta_bias = ptr_of<C>(p.bias);
+      q.du = ptr_of<T>(r.du);
+      q.ddelta = ptr_of<T>(r.ddelta);
+      q.dA = ptr_of<C>(r.dA);
+      q.dBm = ptr_of<T>(r.dBm);
+      q.dCm = ptr_of<T>(r.dCm);
+      q.dD = ptr_of<C>(r.dD);
+      q.dinject = ptr_of<T>(r.dinject);
+      q.ddelta_bias = ptr_of<C>(r.dbias);
+      q.workspace = ptr_of<C>(workspaces.back());
+      q.dims = p.dims;
+    }
+    kernels::cuda::selective_scan_backward_multi<T>(problems.data(),
+                                                    static_cast<int>(problems.size()));
+#endif
+  });
+  std::vector<Tensor> out;
+  for (size_t i = 0; i < ps.size(); ++i) {
+    const Prepared& p = ps[i];
+    Grads& r = gs[i];
+    // dA, dD and the bias gradient back in their inputs' dtype (rounded once when bfloat16).
+    std::vector<Tensor> grads{r.du,
+                              r.ddelta,
+                              r.dA.to(p.a_dtype),
+                              r.dBm,
+                              r.dCm,
+                              r.dD.to(p.d_dtype),
+                              r.dinject,
+                              r.dbias.defined() ? r.dbias.to(p.bias_dtype) : Tensor()};
+    for (size_t k = 0; k < grads.size(); ++k)
+      out.push_back(needs[i * kInputsPerProblem + k] ? grads[k] : Tensor());
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<Tensor> selective_scan_multi(const std::vector<ScanProblemArgs>& problems) {
+  IM_CHECK(!problems.empty(), kOp, ": needs at least one problem");
+  std::vector<Prepared> ps;
+  std::vector<Tensor> inputs;
+  for (const ScanProblemArgs& a : problems) {
+    ps.push_back(prepare(a));
+    for (const Tensor* t :
+         {&a.u, &a.delta, &a.A, &a.Bm, &a.Cm, &a.D, &a.opts.inject, &a.opts.delta_bias})
+      inputs.push_back(*t);
+  }
+  std::vector<Tensor> ys = run_forward(ps);
+  if (any_requires_grad(inputs))
+    record_op(kOp, inputs, ys, [ps](const std::vector<Tensor>& g, const auto& needs) {
+      return run_backward(ps, g, needs);
+    });
+  return ys;
+}
+
+Tensor selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& Bm,
+                      const Tensor& Cm, const Tensor& D, const SelectiveScanOptions& opts) {
+  return selective_scan_multi({{u, delta, A, Bm, Cm, D, opts}})[0];
+}
+
+Tensor selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& Bm,
+                      const Tensor& Cm, const Tensor& D, const Tensor& inject, bool reverse) {
+  return selective_scan(u, delta, A, Bm, Cm, D, {.inject = inject, .reverse = reverse});
 }
 
 }  // namespace im

@@ -4,6 +4,7 @@
 
 using im::Tensor;
 using im::testing::gradcheck;
+using im::testing::gradcheck_multi;
 using im::testing::random_constant;
 using im::testing::random_input;
 
@@ -97,4 +98,63 @@ GRADCHECK_CASE(selective_scan_bidirectional_mixer, "selective_scan", "softplus")
         return im::mul(im::add(fwd, bwd), 0.5);
       },
       {u, dt_raw, A_log, Bm, Cm, D, inject}));
+}
+
+GRADCHECK_CASE(selective_scan_delta_bias_softplus, "selective_scan") {
+  // Δ = softplus(delta + bias) (or delta + bias) inside the scan: gradients of the raw
+  // delta and of the bias, both directions, with raw + bias crossing zero and one channel
+  // above softplus's threshold (where Δ passes through).
+  const int64_t B = 2, L = 5, E = 3, N = 3;
+  ScanInputs s = make_inputs(B, L, E, N, 480);
+  Tensor raw = random_input({B, L, E}, 481, -1.5, 1.5);
+  Tensor bias = im::Tensor::from_vector<double>({-0.7, 0.4, 0.2}, {E});
+  for (bool softplus : {false, true}) {
+    for (bool reverse : {false, true}) {
+      Tensor delta_in = softplus ? raw : im::add(raw, 2.0).detach();  // Δ > 0 without softplus
+      EXPECT_TRUE(gradcheck(
+          [softplus, reverse](const auto& in) {
+            return im::selective_scan(in[0], in[1], in[2], in[3], in[4], in[5],
+                                      {.inject = in[6],
+                                       .delta_bias = in[7],
+                                       .delta_softplus = softplus,
+                                       .reverse = reverse});
+          },
+          {s.u, delta_in, s.A, s.Bm, s.Cm, s.D, s.inject, bias}))
+          << (softplus ? "softplus" : "bias only") << (reverse ? " reverse" : " forward");
+    }
+  }
+  // Above the threshold: Δ = raw + bias exactly (slope 1).
+  Tensor big = random_input({1, 3, 2}, 482, 21.0, 22.0);
+  Tensor small_bias = im::Tensor::from_vector<double>({0.1, 0.2}, {2});
+  ScanInputs t = make_inputs(1, 3, 2, 2, 483);
+  EXPECT_TRUE(gradcheck(
+      [](const auto& in) {
+        return im::selective_scan(in[0], in[1], in[2], in[3], in[4], in[5],
+                                  {.delta_bias = in[6], .delta_softplus = true});
+      },
+      {t.u, im::mul(big, 0.01).detach(), t.A, t.Bm, t.Cm, t.D, small_bias}))
+      << "small delta";
+}
+
+GRADCHECK_CASE(selective_scan_two_problems_in_one_op, "selective_scan") {
+  // The bidirectional layout: two problems in one op, sharing u and the injection (their
+  // gradients add up), the second reversed and with Δ built inside from a bias.
+  const int64_t B = 2, L = 4, E = 3, N = 2;
+  ScanInputs s = make_inputs(B, L, E, N, 490);
+  ScanInputs t = make_inputs(B, L, E, N, 500);
+  Tensor raw = random_input({B, L, E}, 510, -1.0, 1.0);
+  Tensor bias = random_input({E}, 511, -1.0, 0.5);
+  EXPECT_TRUE(gradcheck_multi(
+      [](const auto& in) {
+        return im::selective_scan_multi(
+            {{in[0], in[1], in[2], in[3], in[4], in[5], {.inject = in[6]}},
+             {in[0],
+              in[7],
+              in[8],
+              in[9],
+              in[10],
+              in[11],
+              {.inject = in[6], .delta_bias = in[12], .delta_softplus = true, .reverse = true}}});
+      },
+      {s.u, s.delta, s.A, s.Bm, s.Cm, s.D, s.inject, raw, t.A, t.Bm, t.Cm, t.D, bias}));
 }

@@ -297,3 +297,47 @@ TEST(SelectiveScan, BackwardLeavesNoTape) {
   }
   EXPECT_EQ(im::live_node_count(), before);
 }
+
+// Δ computed inside the scan equals building Δ first: softplus(delta + bias) then the
+// plain scan, forward and every gradient, in float64 (the same arithmetic in another order).
+TEST(SelectiveScan, DeltaBiasAndSoftplusInsideEqualBuildingDeltaFirst) {
+  const Inputs in = random_inputs(2, 9, 5, 4, 70);
+  const Tensor bias = random({5}, 72, -2.0, 1.0);
+  // Relative: float64 sums in another order differ in the last bits.
+  auto expect_close = [](const Tensor& got, const Tensor& want, double tol) {
+    const auto a = got.to_vector<double>(), b = want.to_vector<double>();
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i)
+      EXPECT_NEAR(a[i], b[i], tol * (1.0 + std::abs(b[i]))) << "element " << i;
+  };
+  for (bool softplus : {false, true}) {
+    // Without the softplus, raw + bias stays positive as a step size must.
+    const Tensor raw =
+        softplus ? random({2, 9, 5}, 71, -3.0, 3.0) : random({2, 9, 5}, 71, 2.1, 3.0);
+    for (bool reverse : {false, true}) {
+      std::vector<Tensor> a, b;
+      for (const Tensor& t : {in.u, raw, in.A, in.Bm, in.Cm, in.D, in.inject, bias}) {
+        a.push_back(t.clone().set_requires_grad(true));
+        b.push_back(t.clone().set_requires_grad(true));
+      }
+      const Tensor fused = im::selective_scan(
+          a[0], a[1], a[2], a[3], a[4], a[5],
+          {.inject = a[6], .delta_bias = a[7], .delta_softplus = softplus, .reverse = reverse});
+      Tensor delta = im::add(b[1], b[7]);
+      if (softplus) delta = im::softplus(delta);
+      const Tensor plain = im::selective_scan(b[0], delta, b[2], b[3], b[4], b[5], b[6], reverse);
+      expect_close(fused, plain, 1e-13);
+      const Tensor w = random(fused.shape(), 73);
+      im::sum(im::mul(fused, w)).backward();
+      im::sum(im::mul(plain, w)).backward();
+      for (size_t i = 0; i < a.size(); ++i) expect_close(a[i].grad(), b[i].grad(), 1e-12);
+    }
+  }
+}
+
+TEST(SelectiveScan, RejectsADeltaBiasOfTheWrongShape) {
+  const Inputs in = random_inputs(1, 3, 4, 2, 80);
+  EXPECT_THROW(im::selective_scan(in.u, in.delta, in.A, in.Bm, in.Cm, in.D,
+                                  {.delta_bias = random({3}, 81), .delta_softplus = true}),
+               im::Error);
+}

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "kernels/cpu/gemm.h"
+#include "kernels/elementwise_ops.h"
 
 namespace im::kernels::cpu {
 
@@ -19,50 +20,85 @@ std::vector<T> taps_by_channel(const T* w, int64_t channels, int64_t ksize) {
   return wt;
 }
 
+template <typename T>
+const T* x_row(const T* x, const DwConv1dGeometry& geo, int64_t b, int64_t t) {
+  return x + b * geo.x_batch_stride + t * geo.x_row_stride;
+}
+
+// The pre-activation conv + bias at step p of sequence b (time geo.time_of(p)) into out[C].
+// One routine for the forward and the backward's recomputation, so both see the same
+// numbers, and the walk in causal order makes reverse exactly flip(conv(flip(x))).
+template <typename T>
+void conv_row(const T* x, const std::vector<T>& wt, const T* bias, const DwConv1dGeometry& geo,
+              int64_t b, int64_t p, T* out) {
+  const int64_t channels = geo.channels, ksize = geo.ksize;
+  for (int64_t c = 0; c < channels; ++c) out[c] = bias ? bias[c] : T(0);
+  // Taps that would read before step 0 see the zero padding and are skipped.
+  for (int64_t j = std::max<int64_t>(0, ksize - 1 - p); j < ksize; ++j) {
+    const T* xr = x_row(x, geo, b, geo.time_of(p - ksize + 1 + j));
+    const T* wr = wt.data() + j * channels;
+    for (int64_t c = 0; c < channels; ++c) out[c] += wr[c] * xr[c];
+  }
+}
+
 }  // namespace
 
 template <typename T>
-void causal_depthwise_conv1d(const T* x, const T* w, const T* bias, T* y, int64_t batch,
-                             int64_t len, int64_t channels, int64_t ksize) {
-  const std::vector<T> wt = taps_by_channel(w, channels, ksize);
-  for (int64_t b = 0; b < batch; ++b) {
-    const T* xb = x + b * len * channels;
-    for (int64_t t = 0; t < len; ++t) {
-      T* yr = y + (b * len + t) * channels;
-      for (int64_t c = 0; c < channels; ++c) yr[c] = bias ? bias[c] : T(0);
-      // Taps that would read before t = 0 see the zero padding and are skipped.
-      for (int64_t j = std::max<int64_t>(0, ksize - 1 - t); j < ksize; ++j) {
-        const T* xr = xb + (t - ksize + 1 + j) * channels;
-        const T* wr = wt.data() + j * channels;
-        for (int64_t c = 0; c < channels; ++c) yr[c] += wr[c] * xr[c];
-      }
+void causal_depthwise_conv1d(const T* x, const T* w, const T* bias, T* y,
+                             const DwConv1dGeometry& geo) {
+  const int64_t len = geo.len, channels = geo.channels;
+  const std::vector<T> wt = taps_by_channel(w, channels, geo.ksize);
+  for (int64_t b = 0; b < geo.batch; ++b) {
+    for (int64_t p = 0; p < len; ++p) {
+      T* yr = y + (b * len + geo.time_of(p)) * channels;
+      conv_row(x, wt, bias, geo, b, p, yr);
+      if (geo.silu)
+        for (int64_t c = 0; c < channels; ++c)
+          yr[c] = kernels::unary_forward<T>(UnaryOp::Silu, {}, yr[c]);
     }
   }
 }
 
 template <typename T>
-void causal_depthwise_conv1d_backward(const T* g, const T* x, const T* w, T* dx, T* dw, T* dbias,
-                                      int64_t batch, int64_t len, int64_t channels, int64_t ksize) {
+void causal_depthwise_conv1d_backward(const T* g, const T* x, const T* w, const T* bias, T* dx,
+                                      T* dw, T* dbias, const DwConv1dGeometry& geo) {
+  const int64_t batch = geo.batch, len = geo.len, channels = geo.channels, ksize = geo.ksize;
   const std::vector<T> wt = taps_by_channel(w, channels, ksize);
+  // With silu, the gradient at the pre-activation s (recomputed): g * SiLU'(s).
+  std::vector<T> gs_buf;
+  const T* gs = g;
+  if (geo.silu) {
+    gs_buf.resize(static_cast<size_t>(batch * len * channels));
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t p = 0; p < len; ++p) {
+        const int64_t row = (b * len + geo.time_of(p)) * channels;
+        T* sr = gs_buf.data() + row;
+        conv_row(x, wt, bias, geo, b, p, sr);
+        for (int64_t c = 0; c < channels; ++c)
+          sr[c] = kernels::unary_backward<T>(UnaryOp::Silu, {}, g[row + c], sr[c], T(0));
+      }
+    }
+    gs = gs_buf.data();
+  }
   // Weight and bias gradients sum over B*L positions: accumulate in double so float32
   // results do not depend on the sequence length's rounding.
   std::vector<double> acc_w(dw ? static_cast<size_t>(ksize * channels) : 0, 0.0);
   std::vector<double> acc_b(dbias ? static_cast<size_t>(channels) : 0, 0.0);
   if (dx) std::fill(dx, dx + batch * len * channels, T(0));
   for (int64_t b = 0; b < batch; ++b) {
-    for (int64_t t = 0; t < len; ++t) {
-      const T* gr = g + (b * len + t) * channels;
+    for (int64_t p = 0; p < len; ++p) {
+      const T* gr = gs + (b * len + geo.time_of(p)) * channels;
       if (dbias)
         for (int64_t c = 0; c < channels; ++c) acc_b[c] += gr[c];
-      for (int64_t j = std::max<int64_t>(0, ksize - 1 - t); j < ksize; ++j) {
-        const int64_t s = (b * len + t - ksize + 1 + j) * channels;
+      for (int64_t j = std::max<int64_t>(0, ksize - 1 - p); j < ksize; ++j) {
+        const int64_t ts = geo.time_of(p - ksize + 1 + j);
         if (dw) {
           double* aw = acc_w.data() + j * channels;
-          const T* xr = x + s;
+          const T* xr = x_row(x, geo, b, ts);
           for (int64_t c = 0; c < channels; ++c) aw[c] += static_cast<double>(gr[c]) * xr[c];
         }
         if (dx) {
-          T* dxr = dx + s;
+          T* dxr = dx + (b * len + ts) * channels;
           const T* wr = wt.data() + j * channels;
           for (int64_t c = 0; c < channels; ++c) dxr[c] += wr[c] * gr[c];
         }
@@ -199,14 +235,14 @@ void conv2d_backward(const T* grad, const T* x, const T* w, T* dx, T* dw, T* dbi
     for (int64_t o = 0; o < g.out_channels; ++o) dbias[o] = static_cast<T>(acc_b[o]);
 }
 
-#define IM_INSTANTIATE_CONV(T)                                                                 \
-  template void causal_depthwise_conv1d<T>(const T*, const T*, const T*, T*, int64_t, int64_t, \
-                                           int64_t, int64_t);                                  \
-  template void causal_depthwise_conv1d_backward<T>(const T*, const T*, const T*, T*, T*, T*,  \
-                                                    int64_t, int64_t, int64_t, int64_t);       \
-  template void im2col<T>(const T*, const Conv2dGeometry&, T*);                                \
-  template void col2im_add<T>(const T*, const Conv2dGeometry&, T*);                            \
-  template void conv2d<T>(const T*, const T*, const T*, T*, const Conv2dGeometry&);            \
+#define IM_INSTANTIATE_CONV(T)                                                                  \
+  template void causal_depthwise_conv1d<T>(const T*, const T*, const T*, T*,                    \
+                                           const DwConv1dGeometry&);                            \
+  template void causal_depthwise_conv1d_backward<T>(const T*, const T*, const T*, const T*, T*, \
+                                                    T*, T*, const DwConv1dGeometry&);           \
+  template void im2col<T>(const T*, const Conv2dGeometry&, T*);                                 \
+  template void col2im_add<T>(const T*, const Conv2dGeometry&, T*);                             \
+  template void conv2d<T>(const T*, const T*, const T*, T*, const Conv2dGeometry&);             \
   template void conv2d_backward<T>(const T*, const T*, const T*, T*, T*, T*, const Conv2dGeometry&);
 
 IM_INSTANTIATE_CONV(float)

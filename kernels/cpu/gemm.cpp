@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "kernels/cpu/parallel.h"
 
@@ -62,5 +63,55 @@ void gemm<double>(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, d
                     b, static_cast<int>(ldb), beta, c_rows, static_cast<int>(ldc));
       });
 }
+
+template <typename T>
+void gemm_bias(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda,
+               const T* b, int64_t ldb, const T* bias, T* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  // C starts as the bias in every row and the product is added to it (beta = 1).
+  for (int64_t r = 0; r < m; ++r) {
+    T* row = c + r * ldc;
+    if (bias)
+      std::copy(bias, bias + n, row);
+    else
+      std::fill(row, row + n, T(0));
+  }
+  if (k > 0) gemm<T>(trans_a, trans_b, m, n, k, T(1), a, lda, b, ldb, T(1), c, ldc);
+}
+
+template <typename T>
+void gemm_bias_grad(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const T* a,
+                    int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc, T* bias_grad) {
+  if (m == 0) return;
+  if (n > 0) {
+    if (k > 0) {
+      gemm<T>(trans_a, trans_b, m, n, k, T(1), a, lda, b, ldb, T(0), c, ldc);
+    } else {
+      for (int64_t r = 0; r < m; ++r) std::fill(c + r * ldc, c + r * ldc + n, T(0));
+    }
+  }
+  std::vector<double> acc(m, 0.0);
+  if (trans_a) {  // A stored [k, m]: walk its rows, adding each into the m sums
+    for (int64_t j = 0; j < k; ++j) {
+      const T* row = a + j * lda;
+      for (int64_t i = 0; i < m; ++i) acc[i] += row[i];
+    }
+  } else {
+    for (int64_t i = 0; i < m; ++i) {
+      const T* row = a + i * lda;
+      for (int64_t j = 0; j < k; ++j) acc[i] += row[j];
+    }
+  }
+  for (int64_t i = 0; i < m; ++i) bias_grad[i] = static_cast<T>(acc[i]);
+}
+
+template void gemm_bias<float>(bool, bool, int64_t, int64_t, int64_t, const float*, int64_t,
+                               const float*, int64_t, const float*, float*, int64_t);
+template void gemm_bias<double>(bool, bool, int64_t, int64_t, int64_t, const double*, int64_t,
+                                const double*, int64_t, const double*, double*, int64_t);
+template void gemm_bias_grad<float>(bool, bool, int64_t, int64_t, int64_t, const float*, int64_t,
+                                    const float*, int64_t, float*, int64_t, float*);
+template void gemm_bias_grad<double>(bool, bool, int64_t, int64_t, int64_t, const double*, int64_t,
+                                     const double*, int64_t, double*, int64_t, double*);
 
 }  // namespace im::kernels::cpu

@@ -175,6 +175,38 @@ TEST(CudaBf16Scan, OpForwardAndGradientsMatchCpuBothDirectionsWithAndWithoutInje
         for (bool inject : {false, true}) check_scan_op(c, reverse, inject, true, params, seed++);
 }
 
+// Δ = softplus(delta + b) inside the kernels with a float32 bias (as the layer keeps b_Δ):
+// the bf16 kernels compute Δ in float from the bf16 projection.
+TEST(CudaBf16Scan, DeltaBiasAndSoftplusInsideTheKernelsMatchCpu) {
+  REQUIRE_GPU();
+  uint64_t seed = 7300;
+  for (const ScanCase& c : {ScanCase{2, 197, 40, 16}, ScanCase{2, 7, 33, 5},
+                            ScanCase{1, 197, 200, 16}, ScanCase{2, 64, 16, 64}}) {
+    for (bool reverse : {false, true}) {
+      const ScanInputs in = scan_inputs(c, seed);
+      im::Generator g(seed + 50);
+      const Tensor raw = im::randn({c.B, c.L, c.E}, g);
+      const Tensor bias = im::rand_uniform({c.E}, g, -4.0, 1.0);
+      const std::vector<Input> inputs = {{"u", in.u},
+                                         {"delta", raw},
+                                         {"A", in.A, true, DType::Float32},
+                                         {"Bm", in.Bm},
+                                         {"Cm", in.Cm},
+                                         {"D", in.D, true, DType::Float32},
+                                         {"inject", in.inject},
+                                         {"delta_bias", bias, true, DType::Float32}};
+      const MultiOp op = [reverse](const std::vector<Tensor>& t) {
+        return im::selective_scan(
+            t[0], t[1], t[2], t[3], t[4], t[5],
+            {.inject = t[6], .delta_bias = t[7], .delta_softplus = true, .reverse = reverse});
+      };
+      expect_matches_cpu_bf16(op, inputs, describe(c, reverse, true, DType::Float32) + " softplus",
+                              seed + 1000);
+      ++seed;
+    }
+  }
+}
+
 TEST(CudaBf16Scan, InjectWithoutGradientSkipsDinject) {
   REQUIRE_GPU();
   uint64_t seed = 7200;
@@ -287,6 +319,7 @@ TEST(CudaBf16Scan, TwoDirectionsInOneLaunchMatchTwoCpuRuns) {
                 ptr<bf16>(gi.Cm),
                 ptr<float>(gi.D),
                 inj,
+                nullptr,  // no delta bias
                 ptr<bf16>(out[dir].y),
                 d};
     gpu::ScanBackwardProblem<bf16>& p = bwd[dir];
@@ -318,26 +351,68 @@ TEST(CudaBf16Scan, TwoDirectionsInOneLaunchMatchTwoCpuRuns) {
 
 // ---- convolutions --------------------------------------------------------------------------
 
+std::string conv1d_flags(const im::DepthwiseConv1dOptions& opts) {
+  return std::string(opts.reverse ? " reverse" : "") + (opts.silu ? " silu" : "");
+}
+
+const im::DepthwiseConv1dOptions kConv1dFlags[] = {
+    {.reverse = false, .silu = false},
+    {.reverse = true, .silu = false},
+    {.reverse = false, .silu = true},
+    {.reverse = true, .silu = true},
+};
+
 TEST(CudaBf16Conv, CausalDepthwiseConv1dMatchesCpu) {
   REQUIRE_GPU();
   im::Generator gen(7400);
   uint64_t seed = 7410;
-  for (int64_t channels : {1, 7, 33, 257}) {
-    for (int64_t len : {1, 5, 197}) {
-      for (int64_t ksize : {4, 9}) {  // 4: the one-pass dw kernel; 9: the per-tap kernel
-        for (bool with_bias : {true, false}) {
-          const int64_t batch = len == 197 ? 2 : 3;
-          const std::vector<Input> inputs = {
-              {"x", im::randn({batch, len, channels}, gen)},
-              {"w", im::randn({channels, ksize}, gen)},
-              {"bias", with_bias ? im::randn({channels}, gen) : Tensor()}};
-          const MultiOp op = [](const std::vector<Tensor>& t) {
-            return im::causal_depthwise_conv1d(t[0], t[1], t[2]);
+  for (const im::DepthwiseConv1dOptions& opts : kConv1dFlags) {
+    for (int64_t channels : {1, 7, 33, 256}) {  // 256: the 8-channel (16-byte) accesses
+      for (int64_t len : {1, 5, 197}) {
+        for (int64_t ksize : {3, 4, 9}) {  // 3, 4: the one-pass kernels; 9: long filters
+          for (bool with_bias : {true, false}) {
+            const int64_t batch = len == 197 ? 2 : 3;
+            const std::vector<Input> inputs = {
+                {"x", im::randn({batch, len, channels}, gen)},
+                {"w", im::randn({channels, ksize}, gen)},
+                {"bias", with_bias ? im::randn({channels}, gen) : Tensor()}};
+            const MultiOp op = [opts](const std::vector<Tensor>& t) {
+              return im::causal_depthwise_conv1d(t[0], t[1], t[2], opts);
+            };
+            expect_matches_cpu_bf16(
+                op, inputs,
+                "bf16 conv1d C=" + std::to_string(channels) + " L=" + std::to_string(len) +
+                    " K=" + std::to_string(ksize) + (with_bias ? " bias" : "") + conv1d_flags(opts),
+                seed++);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(CudaBf16Conv, CausalDepthwiseConv1dOnRowStridedViewMatchesCpu) {
+  REQUIRE_GPU();
+  // x = one half of a [B, L, 2C] projection, as the mixer passes u: read in place (rows 2C
+  // apart; the second half of 7 channels is misaligned, element-wise path). The gradient
+  // is compared on the whole base tensor (zero in the other half).
+  im::Generator gen(7450);
+  uint64_t seed = 7460;
+  for (const im::DepthwiseConv1dOptions& opts : kConv1dFlags) {
+    for (int64_t channels : {7, 768}) {
+      for (int64_t half : {0, 1}) {
+        for (int64_t len : {5, 197}) {
+          const std::vector<Input> inputs = {{"x", im::randn({3, len, 2 * channels}, gen)},
+                                             {"w", im::randn({channels, 4}, gen)},
+                                             {"bias", im::randn({channels}, gen)}};
+          const MultiOp op = [opts, channels, half](const std::vector<Tensor>& t) {
+            return im::causal_depthwise_conv1d(
+                t[0].slice(2, half * channels, (half + 1) * channels), t[1], t[2], opts);
           };
           expect_matches_cpu_bf16(op, inputs,
-                                  "bf16 conv1d C=" + std::to_string(channels) +
-                                      " L=" + std::to_string(len) + " K=" + std::to_string(ksize) +
-                                      (with_bias ? " bias" : ""),
+                                  "bf16 conv1d strided C=" + std::to_string(channels) + " half " +
+                                      std::to_string(half) + " L=" + std::to_string(len) +
+                                      conv1d_flags(opts),
                                   seed++);
         }
       }
@@ -347,17 +422,20 @@ TEST(CudaBf16Conv, CausalDepthwiseConv1dMatchesCpu) {
 
 TEST(CudaBf16Conv, CausalDepthwiseConv1dWeightGradientsAloneMatchCpu) {
   REQUIRE_GPU();
-  // x a constant: no dx kernel, only the weight (and bias) sums, one-pass and per-tap.
+  // x a constant: no dx, only the weight (and bias) sums, one-pass and long-filter kernels.
   im::Generator gen(7500);
-  for (int64_t ksize : {4, 9}) {
-    const std::vector<Input> inputs = {{"x", im::randn({4, 301, 65}, gen), false},
-                                       {"w", im::randn({65, ksize}, gen)},
-                                       {"bias", im::randn({65}, gen)}};
-    const MultiOp op = [](const std::vector<Tensor>& t) {
-      return im::causal_depthwise_conv1d(t[0], t[1], t[2]);
-    };
-    expect_matches_cpu_bf16(op, inputs, "bf16 conv1d dw only K=" + std::to_string(ksize),
-                            7510 + ksize);
+  for (const im::DepthwiseConv1dOptions& opts : kConv1dFlags) {
+    for (int64_t ksize : {4, 9}) {
+      const std::vector<Input> inputs = {{"x", im::randn({4, 301, 65}, gen), false},
+                                         {"w", im::randn({65, ksize}, gen)},
+                                         {"bias", im::randn({65}, gen)}};
+      const MultiOp op = [opts](const std::vector<Tensor>& t) {
+        return im::causal_depthwise_conv1d(t[0], t[1], t[2], opts);
+      };
+      expect_matches_cpu_bf16(op, inputs,
+                              "bf16 conv1d dw only K=" + std::to_string(ksize) + conv1d_flags(opts),
+                              7510 + ksize);
+    }
   }
 }
 

@@ -15,24 +15,30 @@
 namespace im::kernels::cuda {
 
 using Conv2dGeometry = cpu::Conv2dGeometry;
+using DwConv1dGeometry = cpu::DwConv1dGeometry;
 
-// y[b,t,c] = bias[c] + sum_j w[c,j] x[b, t-K+1+j, c], x = 0 before t = 0; bias may be
-// null. One thread per output element; consecutive threads take consecutive channels.
+// y[b,t,c] = act(bias[c] + sum_j w[c,j] x[b, t-K+1+j, c]) (geo: causal or reverse, SiLU or
+// none, x's row strides); bias may be null. For K <= 8 each thread walks a chunk of one
+// sequence for 8 (bfloat16), 4 (float) or 2 (double) channels, 16-byte accesses where
+// the channel count, x's strides and the pointers allow, with the K-1 previous inputs in
+// registers; longer filters take one thread per output element.
 template <typename T>
-void causal_depthwise_conv1d(const T* x, const T* w, const T* bias, T* y, int64_t batch,
-                             int64_t len, int64_t channels, int64_t ksize);
+void causal_depthwise_conv1d(const T* x, const T* w, const T* bias, T* y,
+                             const DwConv1dGeometry& geo);
 
 // Doubles of workspace causal_depthwise_conv1d_backward needs (the per-block partial
-// sums of dw and dbias).
-int64_t causal_depthwise_conv1d_backward_workspace(int64_t batch, int64_t len, int64_t channels,
-                                                   int64_t ksize);
+// sums of dw and dbias); a function of the shape only.
+int64_t causal_depthwise_conv1d_backward_workspace(const DwConv1dGeometry& geo);
 
-// Gradients for g [B, L, C]; dx, dw, dbias may be null (not wanted), the others are
-// overwritten. dx is gathered per element (no atomics); dw and dbias sum over B*L in
-// double, in fixed partitions reduced in a fixed order, so results are deterministic.
+// Gradients for g [B, L, C] (contiguous); dx, dw, dbias may be null (not wanted), the
+// others are overwritten; bias (null: none) is read with silu, whose pre-activation is
+// recomputed from x. For K <= 8 one pass reads g and x once, writes dx and each block's
+// partial sums of dw and dbias (summed over its rows in compute_t<T>, over the block in
+// double), and a second small kernel adds the blocks' sums in double in a fixed order:
+// deterministic.
 template <typename T>
-void causal_depthwise_conv1d_backward(const T* g, const T* x, const T* w, T* dx, T* dw, T* dbias,
-                                      int64_t batch, int64_t len, int64_t channels, int64_t ksize,
+void causal_depthwise_conv1d_backward(const T* g, const T* x, const T* w, const T* bias, T* dx,
+                                      T* dw, T* dbias, const DwConv1dGeometry& geo,
                                       double* workspace);
 
 // Elements of T of workspace conv2d and conv2d_backward need: a chunk of samples'

@@ -40,6 +40,7 @@
 #include "kernels/bfloat16.h"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/selective_scan.h"
+#include "kernels/scan_delta.h"
 
 namespace im::kernels::cuda {
 
@@ -418,6 +419,8 @@ __global__ void __launch_bounds__(ForwardCfg<kN>::kThreads, kForwardMinBlocks<T,
   for (int k = 0; k < kS; ++k)
     a_row[k] = active && n0 + k < N ? scale_a(p.A[e * N + n0 + k]) : C(0);
   const C d_e = active ? p.D[e] : C(0);
+  const C bias_e = active && p.delta_bias != nullptr ? p.delta_bias[e] : C(0);
+  const bool softplus = p.dims.softplus_delta;
 
   C h[kS];
 #pragma unroll
@@ -436,7 +439,7 @@ __global__ void __launch_bounds__(ForwardCfg<kN>::kThreads, kForwardMinBlocks<T,
     const T *su = s_u[buf], *sd = s_d[buf], *si = s_i[buf], *sb = s_b[buf], *sc = s_c[buf];
     for (int j = 0; j < len; ++j) {
       const int at = j * kCh + cl;
-      const C de = convert<C>(sd[at]), uu = convert<C>(su[at]);
+      const C de = scan_delta(convert<C>(sd[at]), bias_e, softplus), uu = convert<C>(su[at]);
       const C drive = de * (uu + convert<C>(si[at]));
       C bn[kS], cn[kS];
       load_vec<kS>(sb + j * kN + n0, bn);
@@ -509,6 +512,9 @@ __global__ void store_sums_kernel(const ScanBackwardProblem<T> p) {
 //                               thread; once a warp has used its 32 slots of row j, they take
 //                               that warp's dBm, dCm terms of step j summed over its
 //                               channels [2][kN]
+//   Δ [kTc][kCh]                (compute type) the step scan_delta(delta, bias) of the
+//                               chunk, computed once per element (the softplus is costly
+//                               next to the recurrence, and the tile has kLanes readers)
 //   4 tiles [kTc][kCh]          (T) dy, u, delta, inject; overwritten with du, -, ddelta,
 //                               dinject
 //   Bm, Cm [kTc][kN]            (T)
@@ -517,7 +523,7 @@ constexpr size_t backward_smem_bytes() {
   using Cfg = BackwardCfg<kN>;
   static_assert(2 * kN <= 32 * Cfg::kS, "a warp's state slots of a row hold its dBm, dCm sums");
   constexpr size_t kTc = kBackwardChunk;
-  return sizeof(compute_t<T>) * kTc * Cfg::kS * Cfg::kThreads +
+  return sizeof(compute_t<T>) * kTc * (Cfg::kS * Cfg::kThreads + Cfg::kChannels) +
          sizeof(T) * (4 * kTc * Cfg::kChannels + 2 * kTc * kN);
 }
 
@@ -535,7 +541,8 @@ __global__ void __launch_bounds__(BackwardCfg<kN>::kThreads)
   constexpr int kWriters = kLanes * kV < 32 ? kLanes * kV : 32;  // lanes holding distinct sums
   extern __shared__ __align__(16) unsigned char smem_raw[];
   C* s_state = reinterpret_cast<C*>(smem_raw);
-  T* s_g = reinterpret_cast<T*>(s_state + kTc * kS * kThreads);
+  C* s_de = s_state + kTc * kS * kThreads;
+  T* s_g = reinterpret_cast<T*>(s_de + kTc * kCh);
   T* s_u = s_g + kTc * kCh;
   T* s_d = s_u + kTc * kCh;
   T* s_i = s_d + kTc * kCh;
@@ -567,6 +574,19 @@ __global__ void __launch_bounds__(BackwardCfg<kN>::kThreads)
     a_scaled[k] = scale_a(a_row[k]);
   }
   const C d_e = active ? p.D[e] : C(0);
+  const bool softplus = p.dims.softplus_delta;
+  // s_de from the delta tile: thread tid fills column tid % kCh (kThreads is a multiple of
+  // kCh), rows tid / kCh + r kThreads / kCh, with that column's bias.
+  static_assert(kThreads % kCh == 0, "whole tile rows per pass");
+  const int de_col = tid % kCh;
+  const C de_bias =
+      p.delta_bias != nullptr && de_col < channels ? p.delta_bias[e0 + de_col] : C(0);
+  auto fill_delta_tile = [&](int rows) {
+#pragma unroll 1
+    for (int j = tid / kCh; j < rows; j += kThreads / kCh)
+      s_de[j * kCh + de_col] = scan_delta(convert<C>(s_d[j * kCh + de_col]), de_bias, softplus);
+    __syncthreads();
+  };
   // Boundary state c (c >= 1: the state before scan step c * kTc) of this thread.
   auto boundary = [&](int64_t c, int k) -> C& {
     return p.workspace[((b * (chunks - 1) + (c - 1)) * E + e) * N + n0 + k];
@@ -585,8 +605,9 @@ __global__ void __launch_bounds__(BackwardCfg<kN>::kThreads)
     cp_async_commit();
     cp_async_wait<0>();
     __syncthreads();
+    fill_delta_tile(kTc);
     for (int j = 0; j < kTc; ++j) {
-      const C de = convert<C>(s_d[j * kCh + cl]);
+      const C de = s_de[j * kCh + cl];
       const C drive = de * (convert<C>(s_u[j * kCh + cl]) + convert<C>(s_i[j * kCh + cl]));
       C bn[kS];
       load_vec<kS>(s_b + j * kN + n0, bn);
@@ -604,7 +625,7 @@ __global__ void __launch_bounds__(BackwardCfg<kN>::kThreads)
   // Sweep 2: chunks in reverse scan order.
   C carry[kS], h_cur[kS];  // adjoint carried from the next step; the state after the step
   double dA_sum[kS];
-  double dD_sum = 0;
+  double dD_sum = 0, dbias_sum = 0;
 #pragma unroll
   for (int k = 0; k < kS; ++k) {
     carry[k] = C(0);
@@ -625,10 +646,11 @@ __global__ void __launch_bounds__(BackwardCfg<kN>::kThreads)
     cp_async_commit();
     cp_async_wait<0>();
     __syncthreads();
+    fill_delta_tile(len);
 
     // Recompute the chunk: the state before step j goes to this thread's slot of row j.
     for (int j = 0; j < len; ++j) {
-      const C de = convert<C>(s_d[j * kCh + cl]);
+      const C de = s_de[j * kCh + cl];
       const C drive = de * (convert<C>(s_u[j * kCh + cl]) + convert<C>(s_i[j * kCh + cl]));
       C bn[kS];
       load_vec<kS>(s_b + j * kN + n0, bn);
@@ -643,12 +665,12 @@ __global__ void __launch_bounds__(BackwardCfg<kN>::kThreads)
     //   dh = carry + Cm g;  dBm += dh de x;  dCm += g h;  dA += dh de a h_prev;
     //   dx += dh Bm;  ddelta += dh (A a h_prev + Bm x);  carry = a dh.
     C dA_chunk[kS];
-    C dD_chunk = C(0);
+    C dD_chunk = C(0), dbias_chunk = C(0);
 #pragma unroll
     for (int k = 0; k < kS; ++k) dA_chunk[k] = C(0);
     for (int j = len - 1; j >= 0; --j) {
       const int at = j * kCh + cl;
-      const C g = convert<C>(s_g[at]), uu = convert<C>(s_u[at]), de = convert<C>(s_d[at]);
+      const C g = convert<C>(s_g[at]), uu = convert<C>(s_u[at]), de = s_de[at];
       const C x = uu + convert<C>(s_i[at]);
       const C dex = de * x;
       C h_prev[kS], bn[kS], cn[kS], v[kV];
@@ -675,6 +697,9 @@ __global__ void __launch_bounds__(BackwardCfg<kN>::kThreads)
         ddelta += __shfl_xor_sync(kFullMask, ddelta, o);
       }
       dD_chunk += g * uu;
+      // Back through the bias and softplus to the given delta (the bias gets the same).
+      ddelta *= scan_delta_slope_from_step(de, softplus);
+      dbias_chunk += ddelta;
 
       int off = 0;
       reduce_scatter<C, kV, kV, kLanes>(v, lane, off);
@@ -697,6 +722,7 @@ __global__ void __launch_bounds__(BackwardCfg<kN>::kThreads)
 #pragma unroll
     for (int k = 0; k < kS; ++k) dA_sum[k] += static_cast<double>(dA_chunk[k]);
     dD_sum += static_cast<double>(dD_chunk);
+    dbias_sum += static_cast<double>(dbias_chunk);
     __syncthreads();
 
     store_tile<T, kTc, kCh, kThreads>(s_g, p.du, b, L, E, e0, channels, s0, len, rev);
@@ -720,6 +746,8 @@ __global__ void __launch_bounds__(BackwardCfg<kN>::kThreads)
     for (int k = 0; k < kS; ++k)
       if (n0 + k < N) atomicAdd(&sums.dA[e * N + n0 + k], static_cast<C>(dA_sum[k]));
     if (slice == 0) atomicAdd(&sums.dD[e], static_cast<C>(dD_sum));
+    if (slice == 0 && p.ddelta_bias != nullptr)
+      atomicAdd(&p.ddelta_bias[e], static_cast<C>(dbias_sum));
   }
 }
 
@@ -813,8 +841,8 @@ void with_state_bucket(int bucket, F&& f) {
 }
 
 template <typename T>
-void memset_zero(T* ptr, int64_t elems, const char* what) {
-  if (elems > 0) check_cuda(cudaMemsetAsync(ptr, 0, sizeof(T) * size_t(elems), stream()), what);
+void memset_zero(T* ptr, int64_t elems, const char* what) {  // a null ptr: nothing wanted
+  if (elems > 0 && ptr != nullptr) check_cuda(cudaMemsetAsync(ptr, 0, sizeof(T) * size_t(elems), stream()), what);
 }
 
 // dA, dD and dBm, dCm (R: the outputs' type, or their sums') to zero.
@@ -857,6 +885,7 @@ void selective_scan_backward_multi(const ScanBackwardProblem<T>* problems, int c
     check_dims(d, kWhat);
     if (!has_work(d)) {  // nothing to sum: the summed gradients are zero
       zero_sums(p.dA, p.dD, p.dBm, p.dCm, d);
+      memset_zero(p.ddelta_bias, d.inner, "selective scan backward: zeroing the delta bias gradient");
       continue;
     }
     const int64_t ws = selective_scan_workspace_elems<T>(d);
@@ -865,6 +894,7 @@ void selective_scan_backward_multi(const ScanBackwardProblem<T>* problems, int c
                                " elements is null");
     const ScanSums<compute_t<T>> sums = sums_of(p);  // added with atomics: start at zero
     zero_sums(sums.dA, sums.dD, sums.dBm, sums.dCm, d);
+    memset_zero(p.ddelta_bias, d.inner, "selective scan backward: zeroing the delta bias gradient");
     work.push_back(p);
   }
   launch_grouped<BackwardBatch<T>>(

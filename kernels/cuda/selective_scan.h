@@ -25,6 +25,11 @@
 // workspace's chunk-boundary states); dBm and dCm are summed in float in the workspace and
 // rounded to bfloat16 once, after the scan. For float32 and float64, C is T.
 //
+// Δ: the kernels apply delta_bias and the softplus of dims.softplus_delta themselves
+// (kernels/scan_delta.h), in the compute type, so Δ never exists as a rounded tensor; the
+// backward returns the gradient of the given delta and sums the bias gradient (compute
+// type, like dA and dD).
+//
 // Several independent problems (the two directions of a bidirectional scan, each with its
 // own pointers, dims and reverse flag) can run in one launch through the *_multi entries.
 // Everything is queued on the current stream (kernels/cuda/stream.h).
@@ -54,7 +59,8 @@ struct ScanProblem {
   const T* Bm = nullptr;
   const T* Cm = nullptr;
   const compute_t<T>* D = nullptr;
-  const T* inject = nullptr;  // may be null: no injection
+  const T* inject = nullptr;                 // may be null: no injection
+  const compute_t<T>* delta_bias = nullptr;  // [E]; may be null: no bias
   T* y = nullptr;
   ScanDims dims;
 };
@@ -68,8 +74,10 @@ struct ScanBackwardProblem {
   const T* Bm = nullptr;
   const T* Cm = nullptr;
   const compute_t<T>* D = nullptr;
-  const T* inject = nullptr;  // may be null: no injection
-  // Every gradient is overwritten; dinject may be null (not wanted), the others may not.
+  const T* inject = nullptr;                 // may be null: no injection
+  const compute_t<T>* delta_bias = nullptr;  // [E]; may be null: no bias
+  // Every gradient is overwritten; dinject and ddelta_bias may be null (not wanted), the
+  // others may not.
   T* du = nullptr;
   T* ddelta = nullptr;
   compute_t<T>* dA = nullptr;
@@ -77,6 +85,7 @@ struct ScanBackwardProblem {
   T* dCm = nullptr;
   compute_t<T>* dD = nullptr;
   T* dinject = nullptr;
+  compute_t<T>* ddelta_bias = nullptr;
   // Scratch of selective_scan_workspace_elems<T>(dims) elements of the compute type (may be
   // null when that is 0): the states at chunk boundaries, [B, ceil(L / kScanBackwardChunk)
   // - 1, E, N], then for bfloat16 the float sums of dBm and dCm, [2, B, L, N].
@@ -89,7 +98,8 @@ struct ScanBackwardProblem {
 template <typename T = float>
 int64_t selective_scan_workspace_elems(const ScanDims& d);
 
-// One problem (the signature of the CPU kernel, with A, D, dA, dD in the compute type).
+// One problem without a delta bias (the signature of the CPU kernel without delta_bias, with
+// A, D, dA, dD in the compute type).
 template <typename T>
 void selective_scan(const T* u, const T* delta, const compute_t<T>* A, const T* Bm, const T* Cm,
                     const compute_t<T>* D, const T* inject, T* y, const ScanDims& d);

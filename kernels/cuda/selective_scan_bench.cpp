@@ -176,7 +176,6 @@ int run(const Options& o, const std::string& device, double peak_bytes_per_s) {
     return v;
   };
   auto id = [](double x) { return x; };
-  auto softplus = [](double x) { return x > 20 ? x : std::log1p(std::exp(x)); };
   auto neg_exp = [](double x) { return -std::exp(x); };
 
   std::vector<kc::ScanProblem<T>> fwd(o.directions);
@@ -188,14 +187,18 @@ int run(const Options& o, const std::string& device, double peak_bytes_per_s) {
     d.inner = E;
     d.state = N;
     d.reverse = dir == 1;
+    // As the model runs it: the kernels take W_Δ s and apply b_Δ and the softplus.
+    d.softplus_delta = true;
     const T* u = upload<T>(randn(ble, id));
-    const T* delta = upload<T>(randn(ble, softplus));
+    const T* delta = upload<T>(randn(ble, id));
+    const C* delta_bias = upload<C>(
+        randn(E, [](double x) { return std::log(std::expm1(0.01 + 0.05 * std::abs(x))); }));
     const C* A = upload<C>(randn(E * N, neg_exp));  // A, D and dA, dD: the compute type
     const T* Bm = upload<T>(randn(bln, id));
     const T* Cm = upload<T>(randn(bln, id));
     const C* D = upload<C>(randn(E, id));
     const T* inject = o.inject ? upload<T>(randn(ble, id)) : nullptr;
-    fwd[dir] = {u, delta, A, Bm, Cm, D, inject, scratch<T>(ble), d};
+    fwd[dir] = {u, delta, A, Bm, Cm, D, inject, delta_bias, scratch<T>(ble), d};
     kc::ScanBackwardProblem<T>& p = bwd[dir];
     p.dy = upload<T>(randn(ble, id));
     p.u = u;
@@ -205,6 +208,8 @@ int run(const Options& o, const std::string& device, double peak_bytes_per_s) {
     p.Cm = Cm;
     p.D = D;
     p.inject = inject;
+    p.delta_bias = delta_bias;
+    p.ddelta_bias = scratch<C>(E);
     p.du = scratch<T>(ble);
     p.ddelta = scratch<T>(ble);
     p.dA = scratch<C>(E * N);

@@ -99,11 +99,11 @@ Outputs run_cpu(const Inputs& in, const cpu::ScanDims& d, bool inject, bool want
   Outputs o = make_outputs(in, want_dinject, Device::cpu());
   const T* inj = inject ? ptr<T>(in.inject) : nullptr;
   cpu::selective_scan<T>(ptr<T>(in.u), ptr<T>(in.delta), ptr<T>(in.A), ptr<T>(in.Bm), ptr<T>(in.Cm),
-                         ptr<T>(in.D), inj, ptr<T>(o.y), d);
+                         ptr<T>(in.D), inj, nullptr, ptr<T>(o.y), d);
   cpu::selective_scan_backward<T>(ptr<T>(in.dy), ptr<T>(in.u), ptr<T>(in.delta), ptr<T>(in.A),
-                                  ptr<T>(in.Bm), ptr<T>(in.Cm), ptr<T>(in.D), inj, ptr<T>(o.du),
-                                  ptr<T>(o.ddelta), ptr<T>(o.dA), ptr<T>(o.dBm), ptr<T>(o.dCm),
-                                  ptr<T>(o.dD), ptr<T>(o.dinject), d);
+                                  ptr<T>(in.Bm), ptr<T>(in.Cm), ptr<T>(in.D), inj, nullptr,
+                                  ptr<T>(o.du), ptr<T>(o.ddelta), ptr<T>(o.dA), ptr<T>(o.dBm),
+                                  ptr<T>(o.dCm), ptr<T>(o.dD), ptr<T>(o.dinject), nullptr, d);
   return o;
 }
 
@@ -308,6 +308,54 @@ TEST(CudaSelectiveScan, AutogradGpuLeavesMatchCpuLeaves) {
         EXPECT_EQ(got[i].device(), Device::cuda()) << names[i];
         EXPECT_LT(rel_error(got[i].detach(), want[i].detach()), float_tolerance(dt))
             << names[i] << " " << describe(c, dt, reverse, true);
+      }
+    }
+  }
+}
+
+// Δ = softplus(delta + bias) inside the kernels: GPU leaves against CPU leaves, the bias's
+// gradient included, both directions, odd sizes and the small preset's width.
+TEST(CudaSelectiveScan, DeltaBiasAndSoftplusInsideTheKernelsMatchCpu) {
+  REQUIRE_GPU();
+  for (DType dt : {DType::Float32, DType::Float64}) {
+    for (const Case& c : {Case{3, 150, 40, 16}, Case{2, 7, 33, 5}, Case{1, 197, 768, 16}}) {
+      for (bool reverse : {false, true}) {
+        for (bool softplus : {false, true}) {
+          const Inputs in = make_inputs(c, dt, 600 + c.E + reverse);
+          im::Generator gen(601 + c.L);
+          // With the softplus: raw projections around zero (its curved part) and a
+          // Mamba-like bias. Without it, raw + bias is the step itself, so positive.
+          const Tensor noise = im::randn({c.B, c.L, c.E}, gen, dt);
+          const Tensor raw = softplus ? noise : im::softplus(noise);
+          const Tensor bias = softplus ? im::rand_uniform({c.E}, gen, -4.0, 1.0, dt)
+                                       : im::rand_uniform({c.E}, gen, 0.0, 0.5, dt);
+          auto run = [&](Device device) {
+            std::vector<Tensor> leaves;
+            for (const Tensor* t : {&in.u, &raw, &in.A, &in.Bm, &in.Cm, &in.D, &in.inject, &bias}) {
+              Tensor l = t->to(device);
+              l.set_requires_grad(true);
+              leaves.push_back(l);
+            }
+            const Tensor y =
+                im::selective_scan(leaves[0], leaves[1], leaves[2], leaves[3], leaves[4], leaves[5],
+                                   {.inject = leaves[6],
+                                    .delta_bias = leaves[7],
+                                    .delta_softplus = softplus,
+                                    .reverse = reverse});
+            y.backward(in.dy.to(device));
+            std::vector<Tensor> out{y};
+            for (const Tensor& l : leaves) out.push_back(l.grad());
+            return out;
+          };
+          const std::vector<Tensor> got = run(Device::cuda()), want = run(Device::cpu());
+          const char* names[] = {"y", "u", "delta", "A", "Bm", "Cm", "D", "inject", "bias"};
+          for (size_t i = 0; i < got.size(); ++i) {
+            ASSERT_TRUE(got[i].defined()) << names[i];
+            EXPECT_LT(rel_error(got[i].detach(), want[i].detach()), float_tolerance(dt))
+                << names[i] << " " << describe(c, dt, reverse, true)
+                << (softplus ? " softplus" : " bias only");
+          }
+        }
       }
     }
   }

@@ -8,11 +8,14 @@
 // kernels that also index a contiguous operand by `i` stay right. When every offset fits
 // in 31 bits the index math is 32-bit with multiply-shift division (FastDivider): 64-bit
 // division per dim per element made these kernels compute-bound (the binary kernel took
-// 37% of a training step's GPU time on an H100 before).
+// 37% of a training step's GPU time on an H100 before). packed_layout walks the same
+// order V elements at a time when the innermost dim allows vector accesses (packs_fit),
+// so the index math runs once per pack.
 #pragma once
 
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <initializer_list>
@@ -56,6 +59,22 @@ inline int64_t numel_of(const std::vector<int64_t>& shape) {
   return n;
 }
 
+// Picks 32-bit index math when every linear index and operand offset fits in 31 bits, and
+// the dividers it needs.
+inline void set_index_math(StridedLayout& l, int ops) {
+  int64_t n = 1;
+  for (int d = 0; d < l.ndim; ++d) n *= l.shape[d];
+  bool narrow = n < (int64_t{1} << 31);
+  for (int k = 0; k < ops; ++k) {
+    int64_t reach = 0;  // the largest |offset| operand k reaches
+    for (int d = 0; d < l.ndim; ++d) reach += std::llabs(l.strides[k][d]) * (l.shape[d] - 1);
+    narrow = narrow && reach < (int64_t{1} << 31);
+  }
+  l.narrow = narrow;
+  for (int d = 0; d < l.ndim; ++d)
+    l.divider[d] = FastDivider::of(narrow ? static_cast<uint32_t>(l.shape[d]) : 1u);
+}
+
 inline StridedLayout make_layout(const std::vector<int64_t>& shape,
                                  std::initializer_list<const std::vector<int64_t>*> strides) {
   if (shape.size() > static_cast<size_t>(kMaxDims))
@@ -79,16 +98,7 @@ inline StridedLayout make_layout(const std::vector<int64_t>& shape,
     k = 0;
     for (const auto* s : strides) l.strides[k++][at] = (*s)[d];
   }
-  int64_t n = numel_of(shape);
-  bool narrow = n < (int64_t{1} << 31);
-  for (int k = 0; k < ops; ++k) {
-    int64_t reach = 0;  // the largest |offset| operand k reaches
-    for (int d = 0; d < l.ndim; ++d) reach += std::llabs(l.strides[k][d]) * (l.shape[d] - 1);
-    narrow = narrow && reach < (int64_t{1} << 31);
-  }
-  l.narrow = narrow;
-  for (int d = 0; d < l.ndim; ++d)
-    l.divider[d] = FastDivider::of(narrow ? static_cast<uint32_t>(l.shape[d]) : 1u);
+  set_index_math(l, ops);
   return l;
 }
 
@@ -107,6 +117,50 @@ inline bool all_contiguous(const StridedLayout& l, int count) {
   for (int k = 0; k < count; ++k)
     if (flat_step(l, k) != 1) return false;
   return true;
+}
+
+// One operand of a packed launch (see packs_fit): its base pointer, element size, and
+// whether it is written (an output must walk the innermost dim, never broadcast along it).
+struct PackOperand {
+  const void* ptr;
+  size_t elem_size;
+  bool output = false;
+};
+
+// True when the layout can be walked V elements at a time along its innermost dim, one
+// pack per thread-iteration with 16-byte (or narrower) vector accesses: the innermost dim
+// holds whole packs, every operand walks it contiguously (stride 1) or, inputs only, not
+// at all (stride 0: one value per pack), and for each stride-1 operand the base pointer
+// and every outer stride keep its packs (V × its element size) aligned. Operands are
+// given in layout order; a null pointer must be a stride-0 operand (a number).
+inline bool packs_fit(const StridedLayout& l, int V, std::initializer_list<PackOperand> ops) {
+  if (l.ndim == 0 || V <= 1 || l.shape[l.ndim - 1] % V != 0) return false;
+  const int inner = l.ndim - 1;
+  int k = 0;
+  for (const PackOperand& o : ops) {
+    const int64_t s = l.strides[k][inner];
+    if (s == 0 && !o.output) {
+      ++k;
+      continue;
+    }
+    if (s != 1 || !o.ptr) return false;
+    if (reinterpret_cast<uintptr_t>(o.ptr) % (o.elem_size * V) != 0) return false;
+    for (int d = 0; d < inner; ++d)
+      if (l.strides[k][d] % V != 0) return false;
+    ++k;
+  }
+  return true;
+}
+
+// The layout of packs of V elements (packs_fit true): linear index p is the pack that
+// starts at element p × V, and offsets_of gives each operand's offset, in elements, of
+// the pack's first element (the innermost stride becomes V or stays 0).
+inline StridedLayout packed_layout(StridedLayout l, int ops, int V) {
+  const int inner = l.ndim - 1;
+  l.shape[inner] /= V;
+  for (int k = 0; k < ops; ++k) l.strides[k][inner] *= V;
+  set_index_math(l, ops);
+  return l;
 }
 
 // Row-major strides of a contiguous tensor of `shape`.
