@@ -116,6 +116,23 @@ T* ptr_of(const Tensor& t) {
   return t.defined() ? static_cast<T*>(t.data_ptr()) : nullptr;
 }
 
+#if IM_WITH_CUDA
+// The operands every CUDA problem struct (forward and backward) takes from a Prepared.
+template <typename T, typename Problem>
+void set_inputs(Problem& q, const Prepared& p) {
+  using C = compute_t<T>;
+  q.u = ptr_of<T>(p.u);
+  q.delta = ptr_of<T>(p.delta);
+  q.A = ptr_of<C>(p.A);
+  q.Bm = ptr_of<T>(p.Bm);
+  q.Cm = ptr_of<T>(p.Cm);
+  q.D = ptr_of<C>(p.D);
+  q.inject = ptr_of<T>(p.inject);
+  q.delta_bias = ptr_of<C>(p.bias);
+  q.dims = p.dims;
+}
+#endif
+
 // The problems' outputs y, every problem on the device of the first.
 std::vector<Tensor> run_forward(const std::vector<Prepared>& ps) {
   const Tensor& u0 = ps[0].u;
@@ -137,21 +154,11 @@ std::vector<Tensor> run_forward(const std::vector<Prepared>& ps) {
       }
     }
 #if IM_WITH_CUDA
-    using C = compute_t<T>;
     std::vector<kernels::cuda::ScanProblem<T>> problems(ps.size());
     for (size_t i = 0; i < ps.size(); ++i) {
       const Prepared& p = ps[i];
-      kernels::cuda::ScanProblem<T>& q = problems[i];
-      q.u = ptr_of<T>(p.u);
-      q.delta = ptr_of<T>(p.delta);
-      q.A = ptr_of<C>(p.A);
-      q.Bm = ptr_of<T>(p.Bm);
-      q.Cm = ptr_of<T>(p.Cm);
-      q.D = ptr_of<C>(p.D);
-      q.inject = ptr_of<T>(p.inject);
-      q.delta_bias = ptr_of<C>(p.bias);
-      q.y = ptr_of<T>(ys[i]);
-      q.dims = p.dims;
+      set_inputs<T>(problems[i], p);
+      problems[i].y = ptr_of<T>(ys[i]);
     }
     kernels::cuda::selective_scan_multi<T>(problems.data(), static_cast<int>(problems.size()));
 #endif
@@ -215,15 +222,8 @@ std::vector<Tensor> run_backward(const std::vector<Prepared>& ps, const std::vec
       workspaces.push_back(Tensor::empty({kernels::cuda::selective_scan_workspace_elems<T>(p.dims)},
                                          dtype_of<C>(), p.u.device()));
       kernels::cuda::ScanBackwardProblem<T>& q = problems[i];
+      set_inputs<T>(q, p);
       q.dy = ptr_of<T>(r.dy);
-      q.u = ptr_of<T>(p.u);
-      q.delta = ptr_of<T>(p.delta);
-      q.A = ptr_of<C>(p.A);
-      q.Bm = ptr_of<T>(p.Bm);
-      q.Cm = ptr_of<T>(p.Cm);
-      q.D = ptr_of<C>(p.D);
-      q.inject = ptr_of<T>(p.inject);
-      q.delta_bias = ptr_of<C>(p.bias);
       q.du = ptr_of<T>(r.du);
       q.ddelta = ptr_of<T>(r.ddelta);
       q.dA = ptr_of<C>(r.dA);
@@ -233,7 +233,6 @@ std::vector<Tensor> run_backward(const std::vector<Prepared>& ps, const std::vec
       q.dinject = ptr_of<T>(r.dinject);
       q.ddelta_bias = ptr_of<C>(r.dbias);
       q.workspace = ptr_of<C>(workspaces.back());
-      q.dims = p.dims;
     }
     kernels::cuda::selective_scan_backward_multi<T>(problems.data(),
                                                     static_cast<int>(problems.size()));

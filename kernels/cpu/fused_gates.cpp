@@ -1,6 +1,7 @@
 #include "kernels/cpu/fused_gates.h"
 
 #include <algorithm>
+#include <vector>
 
 #include "kernels/cpu/parallel.h"
 
@@ -54,10 +55,12 @@ void gated_fusion_backward(const GatedFusionArgs<T>& a, const T* dout,
                            const GatedFusionGrads<T>& d) {
   const bool has_y = a.y0.p, two = a.y1.p, has_g = a.g.p;
   for_column_ranges(a.rows, a.cols, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
-      const T ah = param_or(a.alpha_h, c, T(1)), ag = param_or(a.alpha_g, c, T(1));
-      double sum_h = 0, sum_g = 0;
-      for (int64_t r = 0; r < a.rows; ++r) {
+    // Rows outer, the range's columns inner (row-major memory in order); each column's
+    // sums still run over the rows in order on one thread.
+    std::vector<double> sum_h(static_cast<size_t>(c1 - c0), 0.0), sum_g(sum_h.size(), 0.0);
+    for (int64_t r = 0; r < a.rows; ++r) {
+      for (int64_t c = c0; c < c1; ++c) {
+        const T ah = param_or(a.alpha_h, c, T(1)), ag = param_or(a.alpha_g, c, T(1));
         const int64_t i = r * a.cols + c;
         const T m = has_y ? mean_of(at(a.y0, r, c), two ? at(a.y1, r, c) : T(0), two) : T(0);
         const T gv = has_g ? at(a.g, r, c) : T(0);
@@ -66,11 +69,13 @@ void gated_fusion_backward(const GatedFusionArgs<T>& a, const T* dout,
         if (d.dy) d.dy[i] = two ? dfused * ah * T(0.5) : dfused * ah;
         if (d.dg) d.dg[i] = dfused * ag;
         if (d.dz) d.dz[i] = silu_grad_from(dout[i] * fused_of(has_y, m, ah, has_g, gv, ag), z, s);
-        sum_h += dfused * m;
-        sum_g += dfused * gv;
+        sum_h[c - c0] += dfused * m;
+        sum_g[c - c0] += dfused * gv;
       }
-      if (d.dalpha_h) d.dalpha_h[c] = static_cast<T>(sum_h);
-      if (d.dalpha_g) d.dalpha_g[c] = static_cast<T>(sum_g);
+    }
+    for (int64_t c = c0; c < c1; ++c) {
+      if (d.dalpha_h) d.dalpha_h[c] = static_cast<T>(sum_h[c - c0]);
+      if (d.dalpha_g) d.dalpha_g[c] = static_cast<T>(sum_g[c - c0]);
     }
   });
 }
@@ -91,19 +96,19 @@ template <typename T>
 void sigmoid_gate_backward(const SigmoidGateArgs<T>& a, const T* dout,
                            const SigmoidGateGrads<T>& d) {
   for_column_ranges(a.rows, a.cols, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
-      const T b = param_or(a.bias, c, T(0));
-      double sum = 0;
-      for (int64_t r = 0; r < a.rows; ++r) {
+    std::vector<double> sum(static_cast<size_t>(c1 - c0), 0.0);  // rows outer, as above
+    for (int64_t r = 0; r < a.rows; ++r) {
+      for (int64_t c = c0; c < c1; ++c) {
         const int64_t i = r * a.cols + c;
-        const T s = sigmoid_of(at(a.pre, r, c) + b);
+        const T s = sigmoid_of(at(a.pre, r, c) + param_or(a.bias, c, T(0)));
         const T dpre = sigmoid_grad_from(dout[i] * at(a.g, r, c), s);
         if (d.dpre) d.dpre[i] = dpre;
         if (d.dg) d.dg[i] = dout[i] * s;
-        sum += dpre;
+        sum[c - c0] += dpre;
       }
-      if (d.dbias) d.dbias[c] = static_cast<T>(sum);
     }
+    if (d.dbias)
+      for (int64_t c = c0; c < c1; ++c) d.dbias[c] = static_cast<T>(sum[c - c0]);
   });
 }
 
