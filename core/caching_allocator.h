@@ -7,6 +7,14 @@
 // freed on one stream is only reused on that stream, where stream order alone makes reuse
 // safe; work on another stream would need an event first. When the backing allocation
 // fails, every cached block is returned and the allocation tried once more.
+//
+// Private pools serve CUDA graph capture. A captured graph replays with the addresses it
+// was captured with, so every block it touched must stay out of everyone else's hands while
+// the graph lives. While a pool is open, allocations come from the pool's own free lists
+// first (then the shared ones, or new memory), and each block allocated or freed then
+// belongs to the pool: when freed it goes back to the pool, never to the shared lists.
+// Closing the pool stops drawing from it; releasing it (the graph is gone) hands its
+// blocks back to the shared lists.
 #pragma once
 
 #include <cstddef>
@@ -59,17 +67,32 @@ class CachingAllocator final : public Allocator {
   // The size class a request of `bytes` is served from.
   static size_t size_class(size_t bytes);
 
+  // Opens a new private pool (one at a time) and returns its id (> 0).
+  int64_t open_pool();
+  // Allocations stop drawing from the open pool; its blocks stay its own.
+  void close_pool();
+  // Hands pool `id`'s blocks to the shared free lists (in-use ones when they are freed).
+  void release_pool(int64_t id);
+  // Blocks (free or in use) pool `id` holds.
+  int64_t pool_blocks(int64_t id) const;
+
  private:
+  using FreeLists = std::map<std::pair<uintptr_t, size_t>, std::vector<void*>>;  // (stream, class)
   struct Block {
     size_t size;  // its size class
     uintptr_t stream;
+    int64_t pool = 0;  // 0: shared
   };
   void release_cached_locked();
+  static void* pop(FreeLists& lists, uintptr_t stream, size_t size);
 
   Device device_;
   RawMemory raw_;
   mutable std::mutex mutex_;
-  std::map<std::pair<uintptr_t, size_t>, std::vector<void*>> free_;  // (stream, class)
+  FreeLists free_;                          // shared
+  std::map<int64_t, FreeLists> pool_free_;  // each private pool's free blocks
+  std::map<int64_t, int64_t> pool_blocks_;  // blocks each private pool owns
+  int64_t open_pool_ = 0, next_pool_ = 1;
   std::unordered_map<void*, Block> in_use_;
   CachingStats stats_;
 };

@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <set>
 #include <stdexcept>
+#include <utility>
+#include <vector>
 
 #include "core/error.h"
 
@@ -186,6 +188,70 @@ TEST(CachingAllocator, DestructionReturnsTheCachedBlocks) {
   EXPECT_EQ(dev.allocs, 2);
   EXPECT_EQ(dev.frees, 2);
   EXPECT_EQ(dev.held, 0);
+}
+
+// A private pool (CUDA graph capture): blocks the capture allocated or freed are never
+// handed to allocations outside it, and the capture reuses its own blocks first.
+TEST(CachingAllocator, APrivatePoolKeepsTheBlocksItsCaptureTouched) {
+  FakeDevice dev;
+  CachingAllocator alloc(Device::cuda(0), dev.raw());
+  void* before = alloc.allocate(4096);  // allocated before the capture, freed during it
+  void* shared_free = alloc.allocate(1000);
+  alloc.deallocate(shared_free, 1000);  // a shared free block the capture may take
+
+  const int64_t pool = alloc.open_pool();
+  EXPECT_GT(pool, 0);
+  EXPECT_THROW(alloc.open_pool(), Error);  // one at a time
+  void* in_capture = alloc.allocate(1000);
+  EXPECT_EQ(in_capture, shared_free);  // taken from the shared lists into the pool
+  alloc.deallocate(in_capture, 1000);
+  EXPECT_EQ(alloc.allocate(1000), in_capture);  // reused within the capture
+  alloc.deallocate(before, 4096);               // joins the pool
+  void* output = alloc.allocate(100);           // still live after the capture
+  EXPECT_EQ(alloc.pool_blocks(pool), 3);
+  alloc.close_pool();
+
+  // Outside the pool nothing the capture touched comes back.
+  std::vector<std::pair<void*, size_t>> outside;
+  for (size_t bytes : {4096, 4096, 4096, 1000, 1000, 1000})
+    outside.emplace_back(alloc.allocate(bytes), bytes);
+  for (const auto& [p, bytes] : outside) {
+    EXPECT_NE(p, before);
+    EXPECT_NE(p, in_capture);
+  }
+  alloc.deallocate(output, 100);  // back to the pool, not the shared lists
+  void* small = alloc.allocate(100);
+  EXPECT_NE(small, output);
+  outside.emplace_back(small, 100);
+
+  // Released (the graph is gone): its blocks are shared again.
+  alloc.release_pool(pool);
+  EXPECT_EQ(alloc.pool_blocks(pool), 0);
+  EXPECT_EQ(alloc.allocate(4096), before);
+  alloc.deallocate(in_capture, 1000);  // in use at release: freed to the shared lists
+  EXPECT_EQ(alloc.allocate(1000), in_capture);
+  alloc.deallocate(in_capture, 1000);
+  alloc.deallocate(before, 4096);
+  for (const auto& [p, bytes] : outside) alloc.deallocate(p, bytes);
+}
+
+// A second pool never takes the first one's blocks, even ones freed while it is open.
+TEST(CachingAllocator, PoolsDoNotShareBlocks) {
+  FakeDevice dev;
+  CachingAllocator alloc(Device::cuda(0), dev.raw());
+  const int64_t first = alloc.open_pool();
+  void* a = alloc.allocate(2048);
+  alloc.close_pool();
+  const int64_t second = alloc.open_pool();
+  alloc.deallocate(a, 2048);
+  void* b = alloc.allocate(2048);
+  EXPECT_NE(a, b);
+  alloc.close_pool();
+  EXPECT_EQ(alloc.pool_blocks(first), 1);
+  EXPECT_EQ(alloc.pool_blocks(second), 1);
+  alloc.release_pool(first);
+  alloc.release_pool(second);
+  alloc.deallocate(b, 2048);
 }
 
 }  // namespace

@@ -35,11 +35,13 @@ BenchSummary summarise(const BenchSetup& setup, const BenchMeasurement& m) {
   s.backward_ms = median_ms([](const StepTiming& t) { return t.phases.backward; });
   s.comm_ms = median_ms([](const StepTiming& t) { return t.phases.comm; });
   s.optimizer_ms = median_ms([](const StepTiming& t) { return t.phases.optimizer; });
+  s.host_queue_ms = median_ms([](const StepTiming& t) { return t.phases.host_queue; });
   s.tokens_per_sample = layers::tokens_per_sample(setup.model);
   s.samples_per_s = setup.global_batch / (s.step_ms / 1e3);
   s.tokens_per_s = s.samples_per_s * static_cast<double>(s.tokens_per_sample);
   s.peak_host_mb = m.peak_host_mb;
   s.peak_device_mb = m.peak_device_mb;
+  s.cuda_graph = m.cuda_graph;
   s.forward_flops_per_sample = layers::forward_flops_per_sample(setup.model);
   s.flops_per_sample =
       setup.inference ? s.forward_flops_per_sample : layers::training_flops_per_sample(setup.model);
@@ -85,6 +87,15 @@ std::string format_bench_report(const BenchSummary& s) {
   out += printf_string("    backward       %8.2f ms\n", s.backward_ms);
   out += printf_string("    comm wait      %8.2f ms\n", s.comm_ms);
   out += printf_string("    optimiser      %8.2f ms\n", s.optimizer_ms);
+  if (s.host_queue_ms > 0)
+    out += printf_string(
+        "  host queue       %.2f ms to queue a step (GPU phases are GPU time; a queue time near "
+        "the step time means the GPU waits for launches)\n",
+        s.host_queue_ms);
+  if (s.cuda_graph)
+    out +=
+        "  launches         one CUDA graph per step (train.cuda_graph; captured after 2 eager "
+        "steps)\n";
   out += printf_string("  peak host memory %.1f MB (the largest rank)\n", s.peak_host_mb);
   if (s.peak_device_mb > 0)
     out += printf_string("  peak GPU memory  %.1f MB in tensors (the largest rank)\n",
@@ -117,10 +128,11 @@ std::string bench_result_json(const BenchSummary& s) {
   r.add("samples_per_s", s.samples_per_s).add("tokens_per_s", s.tokens_per_s);
   r.add("step_ms_median", s.step_ms).add("data_ms", s.data_ms).add("forward_ms", s.forward_ms);
   r.add("backward_ms", s.backward_ms).add("comm_ms", s.comm_ms);
-  r.add("optimizer_ms", s.optimizer_ms);
+  r.add("optimizer_ms", s.optimizer_ms).add("host_queue_ms", s.host_queue_ms);
   r.add("timing", std::string("max over ranks per step, median over steps"));
   r.add("peak_host_mb", s.peak_host_mb).add("peak_device_mb", s.peak_device_mb);
   r.add("mode", std::string(b.inference ? "inference" : "train"));
+  r.add("launches", std::string(s.cuda_graph ? "cuda_graph" : "kernels"));
   r.add("forward_flops_per_sample", s.forward_flops_per_sample);
   r.add("flops_per_sample", s.flops_per_sample);
   r.add("achieved_tflops", s.achieved_tflops);

@@ -25,6 +25,7 @@ struct BenchMeasurement {
   std::vector<StepTiming> steps;  // the timed steps, in order
   double peak_host_mb = 0;        // peak resident set (getrusage), the largest over the ranks
   double peak_device_mb = 0;      // peak GPU memory in tensors (caching allocator); 0 on CPU
+  bool cuda_graph = false;        // the timed training steps replayed one CUDA graph
 };
 
 // What the report says about the run besides its timings.
@@ -44,9 +45,11 @@ struct BenchSummary {
   int64_t tokens_per_sample = 0;
   double step_ms = 0;  // median over the timed steps
   double data_ms = 0, forward_ms = 0, backward_ms = 0, comm_ms = 0, optimizer_ms = 0;  // medians
+  double host_queue_ms = 0;  // GPU training: the host's time to queue a step (median); 0 else
   double samples_per_s = 0, tokens_per_s = 0;
   double peak_host_mb = 0;
   double peak_device_mb = 0;
+  bool cuda_graph = false;
   // flops_per_sample: what one timed sample costs (training: 3 x forward; inference: forward)
   int64_t forward_flops_per_sample = 0, flops_per_sample = 0;
   double achieved_tflops = 0;

@@ -109,3 +109,26 @@ TEST(BenchReport, HumanBlockNamesEveryPhaseAndSaysWhenMfuIsUnknown) {
   with_peak.peak_tflops = 1;
   EXPECT_EQ(format_bench_report(summarise(with_peak, m)).find("n/a"), std::string::npos);
 }
+
+// A GPU run says how its steps were launched and how long the host took to queue one.
+TEST(BenchReport, SaysWhenStepsReplayedACudaGraph) {
+  BenchMeasurement m;
+  for (double q : {0.4e-3, 0.5e-3, 0.6e-3}) {
+    StepTiming t = step(0, 0.01, 0.02, 0, 0.001);
+    t.phases.host_queue = q;
+    m.steps.push_back(t);
+  }
+  m.cuda_graph = true;
+  const BenchSummary s = summarise(setup(), m);
+  EXPECT_NEAR(s.host_queue_ms, 0.5, 1e-9);
+  const std::string text = format_bench_report(s);
+  EXPECT_NE(text.find("one CUDA graph per step"), std::string::npos) << text;
+  EXPECT_NE(text.find("host queue       0.50 ms"), std::string::npos) << text;
+  const std::string json = bench_result_json(s);
+  EXPECT_NE(json.find("\"launches\": \"cuda_graph\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"host_queue_ms\": 0.5"), std::string::npos) << json;
+  m.cuda_graph = false;
+  EXPECT_EQ(format_bench_report(summarise(setup(), m)).find("CUDA graph"), std::string::npos);
+  EXPECT_NE(bench_result_json(summarise(setup(), m)).find("\"launches\": \"kernels\""),
+            std::string::npos);
+}

@@ -274,6 +274,9 @@ std::vector<ConfigKey> build_schema() {
   s.push_back(flag("train.tf32", IM_FIELD(train.tf32), true,
                    "TF32 tensor cores for float32 matrix products on a GPU (about 1e-3 "
                    "relative error per product)"));
+  s.push_back(flag("train.cuda_graph", IM_FIELD(train.cuda_graph), true,
+                   "on one GPU, replay the training step as one captured CUDA graph after 2 "
+                   "eager steps (not with several ranks or drop-path)"));
   s.push_back(
       real("train.max_wall_minutes", IM_FIELD(train.max_wall_minutes), 0.0, at_least(0),
            "save a checkpoint and exit 75 (requeue) after this many minutes; 0 = no limit"));

@@ -104,6 +104,7 @@ log_every = 10
 precision = "bf16"
 device = "cuda"
 tf32 = false
+cuda_graph = false
 max_wall_minutes = 230.5
 
 [checkpoint]
@@ -187,6 +188,7 @@ TEST_F(ConfigFile, LoadsEveryKey) {
   EXPECT_EQ(c.train.precision, "bf16");
   EXPECT_EQ(c.train.device, "cuda");
   EXPECT_FALSE(c.train.tf32);
+  EXPECT_FALSE(c.train.cuda_graph);
   EXPECT_TRUE(c.rank_logs);
   EXPECT_EQ(c.train.max_wall_minutes, 230.5);
   EXPECT_EQ(c.checkpoint.every, 250);

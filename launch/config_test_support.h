@@ -115,6 +115,7 @@ inline void expect_same_settings(const RunConfig& a, const RunConfig& b) {
   EXPECT_EQ(a.train.precision, b.train.precision);
   EXPECT_EQ(a.train.device, b.train.device);
   EXPECT_EQ(a.train.tf32, b.train.tf32);
+  EXPECT_EQ(a.train.cuda_graph, b.train.cuda_graph);
 }
 
 }  // namespace im::launch::testing

@@ -23,6 +23,7 @@ struct TrainConfig {
   std::string precision = "fp32";  // fp32 | bf16 (GPU only: bf16 model, float32 masters)
   std::string device = "cpu";      // cpu | cuda | auto (a GPU if there is one)
   bool tf32 = true;                // TF32 tensor cores for float32 GEMMs on a GPU
+  bool cuda_graph = true;          // one GPU: the step replays as a CUDA graph (step_graph.h)
   double max_wall_minutes = 0.0;   // save and exit for requeue after this long; 0 = no limit
 };
 

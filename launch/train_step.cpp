@@ -2,22 +2,17 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <string>
+
+#include "launch/phase_timer.h"
 
 namespace im::launch {
 
 namespace {
-using Clock = std::chrono::steady_clock;
-
-// Adds the seconds since `mark` to `phase` and moves the mark. The CPU path's work is done
-// when its calls return; a GPU's work is queued, so a timed step waits for the stream at
-// each mark (which costs a little overlap between phases, and only when timing).
-void lap(StepPhases* phases, double StepPhases::*phase, Clock::time_point& mark, Device device) {
-  if (!phases) return;
-  synchronize(device);
-  const Clock::time_point now = Clock::now();
-  phases->*phase += std::chrono::duration<double>(now - mark).count();
-  mark = now;
+DivergedError diverged(const char* what, double value, int64_t step) {
+  return DivergedError("training diverged: " + std::string(what) + " is " + std::to_string(value) +
+                       " at step " + std::to_string(step + 1) + "; nothing was updated with it");
 }
 }  // namespace
 
@@ -29,6 +24,7 @@ TrainStep::TrainStep(layers::InfoMamba& model, layers::ParameterStore& store,
       optimizer_(optimizer),
       loss_(cfg.loss),
       grad_clip_(cfg.optim.grad_clip),
+      num_classes_(cfg.model.num_classes),
       ctx_{&gen, Tensor()} {
   if (comm && comm->size() > 1) {
     // The losses' statistics get their own communicator, so their all-reduces never
@@ -41,6 +37,11 @@ TrainStep::TrainStep(layers::InfoMamba& model, layers::ParameterStore& store,
     reducer_ = std::make_unique<dist::GradientReducer>(store_, *comm, reducer_options);
     ctx_.batch = &batch_reduce_;
   }
+  // One rank only: the gradient buckets' all-reduces run on their own stream, overlapping
+  // backward, which a single-stream capture does not cover. Drop-path draws its masks
+  // from host-side generator state that a replay would repeat.
+  if (cfg.train.cuda_graph && store_.device().is_cuda() && !reducer_ && cfg.model.drop_path == 0)
+    graph_ = std::make_unique<StepGraph>(store_.device());
 }
 
 TrainStep::~TrainStep() = default;
@@ -53,32 +54,108 @@ data::Batch on_device(const data::Batch& batch, Device device) {
   return moved;
 }
 
-StepResult TrainStep::run(const data::Batch& host_batch, double lr, int64_t step,
-                          StepPhases* phases) {
-  const Device device = store_.device();
-  Clock::time_point mark = phases ? Clock::now() : Clock::time_point();
-  const data::Batch batch = on_device(host_batch, device);
-  StepResult r;
+void TrainStep::queue(const data::Batch& batch, double lr, PhaseTimer& timer, Pending& p) {
+  const bool on_gpu = store_.device().is_cuda();
   store_.zero_grad();
-  lap(phases, &StepPhases::optimizer, mark, device);
+  timer.mark(&StepPhases::optimizer);
   batch_reduce_.offset = batch.global_offset;
   batch_reduce_.global_size = batch.global_size;
-  r.out = model_.forward(batch.inputs, ctx_);
-  r.terms = layers::compute_losses(r.out, model_.prototypes(), batch.labels, loss_, ctx_.batch);
+  p.result.out = model_.forward(batch.inputs, ctx_);
+  p.result.terms = layers::compute_losses(p.result.out, model_.prototypes(), batch.labels, loss_,
+                                          ctx_.batch, /*defer_read=*/on_gpu);
+  timer.mark(&StepPhases::forward);
   // The loss is global (the same on every rank), so every rank stops here together.
-  r.loss = r.terms.total.item();
-  lap(phases, &StepPhases::forward, mark, device);
-  if (!std::isfinite(r.loss))
-    throw DivergedError("training diverged: the loss is " + std::to_string(r.loss) + " at step " +
-                        std::to_string(step + 1) + "; nothing was updated with it");
+  if (!on_gpu && !std::isfinite(p.result.terms.loss))
+    throw diverged("the loss", p.result.terms.loss, p.step);
   if (reducer_) reducer_->prepare(true);
-  r.terms.total.backward();
-  lap(phases, &StepPhases::backward, mark, device);
+  p.result.terms.total.backward();
+  timer.mark(&StepPhases::backward);
   if (reducer_) reducer_->finish();
-  lap(phases, &StepPhases::comm, mark, device);
-  r.grad_norm = layers::clip_grad_norm(store_, grad_clip_);
-  optimizer_.step(lr);
-  lap(phases, &StepPhases::optimizer, mark, device);
+  timer.mark(&StepPhases::comm);
+  p.clip = layers::clip_grad_norm_checked(store_, grad_clip_, p.result.terms.total.detach());
+  optimizer_.step(lr, &p.clip);
+  timer.mark(&StepPhases::optimizer);
+  timer.queued();
+}
+
+StepResult TrainStep::finish(Pending& p) {
+  // The one wait of the step.
+  const Tensor status = p.clip.status.to(Device::cpu());
+  StepResult r = p.result;
+  if (store_.device().is_cuda()) r.terms.read_values();
+  r.loss = r.terms.loss;
+  r.grad_norm = status.data<double>()[layers::kClipNormField];
+  if (status.data<double>()[layers::kClipFiniteField] == 0.0) {
+    // Nothing was updated; the step count goes back to the last update's.
+    optimizer_.set_steps_taken(optimizer_.steps_taken() - 1);
+    if (!std::isfinite(r.loss)) throw diverged("the loss", r.loss, p.step);
+    throw diverged("the gradient norm", r.grad_norm, p.step);
+  }
+  return r;
+}
+
+StepResult TrainStep::run(const data::Batch& host_batch, double lr, int64_t step,
+                          StepPhases* phases) {
+  // A GPU step is queued whole, then read once at its end: the loss and the gradient norm
+  // are checked on the device, where AdamW skips the update when either is not finite.
+  // Reading them mid-step would leave the GPU idle while the host queues the rest.
+  if (graph_ && graph_->wants(host_batch)) {
+    if (!graph_->captured()) capture_graph(host_batch, lr);
+    if (graph_->captured()) return replay_graph(host_batch, lr, step, phases);
+  }
+  PhaseTimer timer(phases, store_.device());
+  Pending p;
+  p.step = step;
+  queue(on_device(host_batch, store_.device()), lr, timer, p);
+  StepResult r = finish(p);
+  timer.finish();
+  return r;
+}
+
+void TrainStep::capture_graph(const data::Batch& batch, double lr) {
+  // The captured step only records: the optimiser's count is put back, and each replay
+  // counts its own step (AdamW::prepare_replay).
+  const int64_t steps = optimizer_.steps_taken();
+  captured_ = Pending();
+  const bool ok = graph_->capture(batch, [&](const data::Batch& inputs, PhaseTimer& timer) {
+    queue(inputs, lr, timer, captured_);
+  });
+  optimizer_.set_steps_taken(steps);
+  if (!ok) {
+    captured_ = Pending();
+    std::fprintf(stderr,
+                 "note: train.cuda_graph: this step cannot be captured as a CUDA graph (%s); "
+                 "training on with kernel-by-kernel launches\n",
+                 graph_->failure().c_str());
+    return;
+  }
+  // Only what a step's result needs is kept: the tape is gone, and the rest of the
+  // captured tensors live in the graph's pool.
+  layers::ModelOutput& out = captured_.result.out;
+  for (Tensor* t : {&out.logits, &out.r_g, &out.r_h, &out.hash_loss})
+    if (t->defined()) *t = t->detach();
+  captured_.result.terms.total = captured_.result.terms.total.detach();
+}
+
+StepResult TrainStep::replay_graph(const data::Batch& batch, double lr, int64_t step,
+                                   StepPhases* phases) {
+  const auto start = std::chrono::steady_clock::now();
+  // Inside the graph nothing checks an index against its range (core/ops/indexing.cpp):
+  // the labels are checked here, as the eager step's gather would.
+  const Tensor labels = batch.labels.to(Device::cpu()).to(DType::Int64);
+  for (int64_t i = 0; i < labels.numel(); ++i) {
+    const int64_t label = labels.data<int64_t>()[i];
+    IM_CHECK(label >= 0 && label < num_classes_, "train step: label ", label, " at position ", i,
+             " of the batch is out of range for ", num_classes_, " classes");
+  }
+  optimizer_.prepare_replay(lr);
+  graph_->replay(batch);
+  if (phases)
+    phases->host_queue +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  captured_.step = step;
+  StepResult r = finish(captured_);
+  if (phases) graph_->add_phases(*phases);
   return r;
 }
 

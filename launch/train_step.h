@@ -10,6 +10,8 @@
 #include "data/collate.h"
 #include "dist/communicator.h"
 #include "dist/reducer.h"
+#include "launch/step_graph.h"
+#include "launch/step_phases.h"
 #include "launch/train_config.h"
 #include "layers/batch_reduce.h"
 #include "layers/infomamba.h"
@@ -24,14 +26,6 @@ namespace im::launch {
 class DivergedError : public Error {
  public:
   explicit DivergedError(const std::string& what) : Error(what) {}
-};
-
-// Wall-clock seconds of a step's phases on this rank (docs/PERFORMANCE.md).
-struct StepPhases {
-  double forward = 0;    // model forward and losses (their batch statistics' all-reduces too)
-  double backward = 0;   // backward; gradient buckets start their all-reduces during it
-  double comm = 0;       // waiting on the reducer after backward: what overlap did not hide
-  double optimizer = 0;  // zeroing gradients, clipping, AdamW
 };
 
 struct StepResult {
@@ -57,20 +51,35 @@ class TrainStep {
   TrainStep& operator=(const TrainStep&) = delete;
 
   // Trains on this rank's slice of a global batch at learning rate `lr`. `step` (0-based)
-  // names the step in the divergence error, thrown before anything is updated. With
-  // `phases`, records how long each phase took.
+  // names the step in the divergence error (a loss or gradient norm that is not finite),
+  // thrown with nothing updated. With `phases`, records how long each phase took.
   StepResult run(const data::Batch& batch, double lr, int64_t step, StepPhases* phases = nullptr);
+  // Whether steps now replay a captured CUDA graph (train.cuda_graph, launch/step_graph.h).
+  bool graphed() const { return graph_ && graph_->captured(); }
 
  private:
+  struct Pending {  // a step queued on the device, not yet read
+    StepResult result;
+    layers::ClipOutcome clip;
+    int64_t step = 0;
+  };
+  void queue(const data::Batch& batch, double lr, PhaseTimer& timer, Pending& p);
+  StepResult finish(Pending& p);
+  void capture_graph(const data::Batch& batch, double lr);
+  StepResult replay_graph(const data::Batch& batch, double lr, int64_t step, StepPhases* phases);
+
   layers::InfoMamba& model_;
   layers::ParameterStore& store_;
   layers::AdamW& optimizer_;
   const layers::LossConfig loss_;
   const double grad_clip_;
+  const int64_t num_classes_;
   std::unique_ptr<dist::Communicator> stats_comm_;  // the losses' batch statistics
   layers::BatchReduce batch_reduce_;
   std::unique_ptr<dist::GradientReducer> reducer_;
   layers::ForwardContext ctx_;
+  std::unique_ptr<StepGraph> graph_;
+  Pending captured_;  // the captured step's outputs, rewritten by every replay
 };
 
 }  // namespace im::launch

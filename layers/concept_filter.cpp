@@ -63,7 +63,7 @@ Tensor ConceptFilter::assignment(const Tensor& x, const ForwardContext& ctx, Ten
     const Tensor p = exp(log_p);
     hash_loss = hash_infomax_loss(p, log_p, ctx.token_mask, ctx.batch);
     NoGradGuard no_grad;
-    mask = bucket_mask(p, concept_buckets(*centers_, *bucket_embed_), top_r_);
+    mask = bucket_mask(p, concept_bucket_ids(*centers_, *bucket_embed_), top_r_);
   }
   if (sw_.budget) {
     NoGradGuard no_grad;

@@ -28,7 +28,7 @@ DType cuda_compute_dtype(const Tensor& t) {
   return is_floating(t.dtype()) ? t.dtype() : DType::Float64;
 }
 
-std::vector<int64_t> concept_buckets_cuda(const Tensor& centers, const Tensor& bucket_embed) {
+Tensor concept_buckets_cuda(const Tensor& centers, const Tensor& bucket_embed) {
   IM_CHECK(bucket_embed.device() == centers.device(), "concept_buckets: centers ",
            centers.describe(), " and bucket embeddings ", bucket_embed.describe(),
            " are on different devices");
@@ -42,21 +42,20 @@ std::vector<int64_t> concept_buckets_cuda(const Tensor& centers, const Tensor& b
   dispatch_compute(dt, c.device(), "concept_buckets", [&]<typename T>() {
     kernels::cuda::concept_buckets<T>(c.data<T>(), phi.data<T>(), out.data<int64_t>(), K, H, dc);
   });
-  return out.to_vector<int64_t>();
+  return out;
 }
 
-Tensor bucket_mask_cuda(const Tensor& hash_probs, const std::vector<int64_t>& buckets,
-                        int64_t top_r) {
+// `b`: int64 [K] on the device, every value in [0, H) (the kernel indexes with them).
+Tensor bucket_mask_cuda(const Tensor& hash_probs, const Tensor& b, int64_t top_r) {
   const DType dt = cuda_compute_dtype(hash_probs);
   const Tensor p = cuda_operand(hash_probs, dt);
   const int64_t B = p.size(0), L = p.size(1), H = p.size(2);
-  const int64_t K = static_cast<int64_t>(buckets.size());
+  const int64_t K = b.numel();
+  IM_CHECK(b.dtype() == DType::Int64 && b.device() == p.device() && b.is_contiguous(),
+           "bucket_mask: buckets ", b.describe(), " must be contiguous int64 on ",
+           p.device().str());
   Tensor mask = Tensor::empty({B, L, K}, DType::UInt8, p.device());
   if (K == 0) return mask;
-  for (int64_t k = 0; k < K; ++k)  // the kernel indexes the rows' probabilities with them
-    IM_CHECK(buckets[k] >= 0 && buckets[k] < H, "bucket_mask: bucket ", buckets[k], " of concept ",
-             k, " is out of range for ", H, " buckets");
-  const Tensor b = Tensor::from_vector<int64_t>(buckets, {K}).to(p.device());
   dispatch_compute(dt, p.device(), "bucket_mask", [&]<typename T>() {
     kernels::cuda::bucket_mask<T>(p.data<T>(), b.data<int64_t>(), mask.data<uint8_t>(), B * L, H, K,
                                   top_r);
@@ -80,9 +79,18 @@ Tensor budget_mask_cuda(const Tensor& masked_logits, int64_t k_min, int64_t k_ma
 }  // namespace
 #endif
 
-std::vector<int64_t> concept_buckets(const Tensor& centers, const Tensor& bucket_embed) {
+Tensor concept_bucket_ids(const Tensor& centers, const Tensor& bucket_embed) {
 #if IM_WITH_CUDA
   if (centers.device().is_cuda()) return concept_buckets_cuda(centers, bucket_embed);
+#endif
+  const std::vector<int64_t> ids = concept_buckets(centers, bucket_embed);
+  return Tensor::from_vector<int64_t>(ids, {static_cast<int64_t>(ids.size())});
+}
+
+std::vector<int64_t> concept_buckets(const Tensor& centers, const Tensor& bucket_embed) {
+#if IM_WITH_CUDA
+  if (centers.device().is_cuda())
+    return concept_buckets_cuda(centers, bucket_embed).to_vector<int64_t>();
 #endif
   const Tensor c = centers.detach().contiguous().to(DType::Float64);
   const Tensor phi = bucket_embed.detach().contiguous().to(DType::Float64);
@@ -104,9 +112,24 @@ std::vector<int64_t> concept_buckets(const Tensor& centers, const Tensor& bucket
   return out;
 }
 
-Tensor bucket_mask(const Tensor& hash_probs, const std::vector<int64_t>& buckets, int64_t top_r) {
+Tensor bucket_mask(const Tensor& hash_probs, const Tensor& buckets, int64_t top_r) {
 #if IM_WITH_CUDA
   if (hash_probs.device().is_cuda()) return bucket_mask_cuda(hash_probs, buckets, top_r);
+#endif
+  return bucket_mask(hash_probs, buckets.to(Device::cpu()).to_vector<int64_t>(), top_r);
+}
+
+Tensor bucket_mask(const Tensor& hash_probs, const std::vector<int64_t>& buckets, int64_t top_r) {
+#if IM_WITH_CUDA
+  if (hash_probs.device().is_cuda()) {
+    const int64_t H = hash_probs.size(2);
+    for (size_t k = 0; k < buckets.size(); ++k)
+      IM_CHECK(buckets[k] >= 0 && buckets[k] < H, "bucket_mask: bucket ", buckets[k],
+               " of concept ", k, " is out of range for ", H, " buckets");
+    const Tensor b = Tensor::from_vector<int64_t>(buckets, {static_cast<int64_t>(buckets.size())})
+                         .to(hash_probs.device());
+    return bucket_mask_cuda(hash_probs, b, top_r);
+  }
 #endif
   const Tensor p = hash_probs.detach().contiguous().to(DType::Float64);
   const int64_t B = p.size(0), L = p.size(1), H = p.size(2);

@@ -60,6 +60,10 @@ TEST(ConceptMasksGpu, ConceptBucketsMatchCpuIncludingTies) {
         const Tensor pt = Tensor::from_vector<double>(phi, {H, dc}).to(dt);
         const std::vector<int64_t> cpu = concept_buckets(ct, pt);
         EXPECT_EQ(concept_buckets(gpu(ct), gpu(pt)), cpu) << "K " << K << " H " << H;
+        const Tensor ids = concept_bucket_ids(gpu(ct), gpu(pt));  // stays on the GPU
+        EXPECT_TRUE(ids.device().is_cuda());
+        EXPECT_EQ(ids.to(Device::cpu()).to_vector<int64_t>(), cpu);
+        EXPECT_EQ(concept_bucket_ids(ct, pt).to_vector<int64_t>(), cpu);
         EXPECT_EQ(cpu[0], 0);
       }
     }
@@ -105,6 +109,10 @@ TEST(ConceptMasksGpu, BucketMaskMatchesCpuWithTiesAndEmptyBucketSets) {
       EXPECT_EQ(mg.shape(), (Shape{B, L, K}));
       const std::vector<uint8_t> cpu = host_bytes(mc);
       EXPECT_EQ(host_bytes(mg), cpu) << im::dtype_name(dt) << " top_r " << top_r;
+      // The buckets as a device tensor (what a GPU step passes): the same mask.
+      const Tensor ids = Tensor::from_vector<int64_t>(buckets, {K});
+      EXPECT_EQ(host_bytes(bucket_mask(gpu(p), gpu(ids), top_r)), cpu) << top_r;
+      EXPECT_EQ(host_bytes(bucket_mask(p, ids, top_r)), cpu) << top_r;
       // The cases are real: row 0 fell back to all concepts; row 1 masks bucket 5's
       // concepts unless top_r reaches it; some row masks something when r < H.
       EXPECT_TRUE(std::all_of(cpu.begin(), cpu.begin() + K, [](uint8_t m) { return m == 0; }));
@@ -122,7 +130,8 @@ TEST(ConceptMasksGpu, BudgetMaskMatchesCpuWithTiesAndMaskedEntries) {
   im::Generator gen(303);
   std::mt19937_64 rng(303);
   for (DType dt : {DType::Float32, DType::Float64}) {
-    for (int64_t K : {1, 2, 7, 37, 64}) {
+    // 1000 and 1536 (the kernel's limit) need more than the default 48 KiB of shared memory.
+    for (int64_t K : {1, 2, 7, 37, 64, 1000, 1536}) {
       for (auto [k_min, k_max] : {std::pair<int64_t, int64_t>{2, 8}, {1, 1}, {3, 100}}) {
         const int64_t B = 4, L = 19;
         std::vector<double> z = im::randn({B, L, K}, gen, DType::Float64).to_vector<double>();

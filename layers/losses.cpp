@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "core/autograd.h"
 #include "core/error.h"
 #include "core/ops.h"
 
@@ -66,13 +67,20 @@ Tensor redundancy_loss(const Tensor& r_g, const Tensor& r_h, const BatchReduce* 
   return mul(sum(mul(cov, cov)), 1.0 / static_cast<double>(dp));
 }
 
+void LossTerms::read_values() {
+  const Tensor host = values.to(Device::cpu()).to(DType::Float64);
+  const double* v = host.data<double>();
+  loss = v[0], ce = v[1], nce = v[2], red = v[3], hash = v[4];
+}
+
 LossTerms compute_losses(const ModelOutput& out, const Tensor& prototypes, const Tensor& labels,
-                         const LossConfig& cfg, const BatchReduce* batch) {
+                         const LossConfig& cfg, const BatchReduce* batch, bool defer_read) {
   LossTerms t;
   const Tensor r_g = widened(out.r_g), r_h = widened(out.r_h), hash_loss = widened(out.hash_loss);
   const Tensor protos = widened(prototypes);
   Tensor ce = cross_entropy(widened(out.logits), labels, cfg.label_smoothing, batch);
-  t.ce = ce.item();
+  const Tensor off = Tensor::zeros({}, ce.dtype(), ce.device());
+  Tensor nce_value = off, red_value = off, hash_value = off;
   t.total = ce;
   if (cfg.lambda_nce > 0) {
     // With a stream switched off, L_NCE averages the streams present.
@@ -86,20 +94,28 @@ LossTerms compute_losses(const ModelOutput& out, const Tensor& prototypes, const
     }
     if (streams) {
       nce = mul(nce, 1.0 / streams);
-      t.nce = nce.item();
+      nce_value = nce;
       t.total = add(t.total, mul(nce, cfg.lambda_nce));
     }
   }
   if (cfg.lambda_red > 0 && r_g.defined() && r_h.defined() &&
       global_batch_size(r_g.size(0), batch) > 1) {
     Tensor red = redundancy_loss(r_g, r_h, batch);
-    t.red = red.item();
+    red_value = red;
     t.total = add(t.total, mul(red, cfg.lambda_red));
   }
   if (cfg.lambda_hash > 0 && hash_loss.defined()) {
-    t.hash = hash_loss.item();
+    hash_value = hash_loss;
     t.total = add(t.total, mul(hash_loss, cfg.lambda_hash));
   }
+  {
+    NoGradGuard no_grad;  // one tensor, so reading the five values is one copy
+    std::vector<Tensor> parts;
+    for (const Tensor* v : {&t.total, &ce, &nce_value, &red_value, &hash_value})
+      parts.push_back(v->detach().reshape({1}).to(ce.dtype()));
+    t.values = concat(parts, 0);
+  }
+  if (!defer_read) t.read_values();
   return t;
 }
 

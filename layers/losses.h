@@ -22,11 +22,19 @@ Tensor redundancy_loss(const Tensor& r_g, const Tensor& r_h, const BatchReduce* 
 
 struct LossTerms {
   Tensor total;  // what backward runs on
-  double ce = 0, nce = 0, red = 0, hash = 0;
+  // The values, on the host: filled by compute_losses, or by read_values() when it was told
+  // to defer (a GPU step reads them once, after the step is queued, not mid-step).
+  double loss = 0, ce = 0, nce = 0, red = 0, hash = 0;
+  // Detached, on the loss's device: total, ce, nce, red, hash (0 for a term switched off).
+  Tensor values;
+  void read_values();
 };
 
+// With `defer_read`, nothing waits for the device: the host values stay 0 until
+// read_values().
 LossTerms compute_losses(const ModelOutput& out, const Tensor& prototypes, const Tensor& labels,
-                         const LossConfig& cfg, const BatchReduce* batch = nullptr);
+                         const LossConfig& cfg, const BatchReduce* batch = nullptr,
+                         bool defer_read = false);
 
 struct Accuracy {
   int64_t top1 = 0, top5 = 0, count = 0;

@@ -4,7 +4,10 @@
 // Skipped without a GPU (ctest label gpu).
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/ops.h"
 #include "core/rng.h"
@@ -111,4 +114,60 @@ TEST(AdamWGpu, MixedPrecisionStepsMatchFloat32OnTheCpu) {
                       im::testing::bf16_rounded(gpu.master_params().to(Device::cpu()))),
             0.0);
   EXPECT_GT(rel_error(cpu.flat_params(), start), 1e-3);
+}
+
+// The clip decided on the device (no host round trip) against the CPU's: the same norm,
+// factor and clipped gradients, and the update that follows; large gradients on odd steps.
+TEST(AdamWGpu, CheckedClippingMatchesCpu) {
+  REQUIRE_GPU();
+  for (DType dt : {DType::Float32, DType::Float64}) {
+    const std::string what = im::dtype_name(dt);
+    Params cpu_model(dt, 9), gpu_model(dt, 9);
+    ParameterStore cpu(cpu_model, dt), gpu(gpu_model, dt, Device::cuda());
+    AdamW cpu_opt(cpu, OptimConfig{}), gpu_opt(gpu, OptimConfig{});
+    im::Generator gen(17);
+    for (int step = 0; step < 4; ++step) {
+      const Tensor g = im::mul(im::randn({cpu.numel()}, gen, dt), step % 2 ? 10.0 : 0.01);
+      cpu.flat_grads().copy_(g);
+      gpu.flat_grads().copy_(g.to(Device::cuda()));
+      const Tensor loss = Tensor::from_vector<double>({1.5}, {1}).to(dt);
+      const ClipOutcome oc = clip_grad_norm_checked(cpu, 1.0, loss);
+      const ClipOutcome og = clip_grad_norm_checked(gpu, 1.0, loss.to(Device::cuda()));
+      ASSERT_TRUE(og.status.device().is_cuda());
+      const std::vector<double> sc = oc.status.to_vector<double>();
+      const std::vector<double> sg = og.status.to(Device::cpu()).to_vector<double>();
+      EXPECT_NEAR(sg[kClipNormField], sc[kClipNormField], 1e-12 * sc[kClipNormField]) << what;
+      EXPECT_NEAR(sg[kClipScaleField], sc[kClipScaleField], 1e-12) << what;
+      EXPECT_EQ(sg[kClipFiniteField], 1.0) << what;
+      EXPECT_LT(rel_error(gpu.flat_grads(), cpu.flat_grads()), float_tolerance(dt)) << what;
+      cpu_opt.step(1e-2, &oc);
+      gpu_opt.step(1e-2, &og);
+    }
+    EXPECT_LT(rel_error(gpu.flat_params(), cpu.flat_params()), float_tolerance(dt)) << what;
+  }
+}
+
+// A NaN loss or an infinite gradient: the device's verdict stops the mixed-precision
+// AdamW kernel, so masters, model copy and moments stay as they were.
+TEST(AdamWGpu, CheckedClippingSkipsNonFiniteStepsOnTheDevice) {
+  REQUIRE_GPU();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  for (const auto& [loss, grad_scale] : {std::pair{nan, 1.0f}, std::pair{1.0f, inf}}) {
+    Params model(DType::Float32, 3);
+    ParameterStore store(model, DType::BFloat16, Device::cuda());
+    AdamW opt(store, OptimConfig{});
+    im::Generator gen(5);
+    store.flat_grads().copy_(
+        im::mul(im::randn({store.numel()}, gen, DType::Float32), grad_scale).to(Device::cuda()));
+    const Tensor master = store.master_params().to(Device::cpu());
+    const Tensor copy = store.flat_params().to(DType::Float32).to(Device::cpu());
+    const ClipOutcome clip = clip_grad_norm_checked(
+        store, 1.0, Tensor::from_vector<float>({loss}, {1}).to(Device::cuda()));
+    opt.step(1e-2, &clip);
+    EXPECT_FALSE(clip.finite());
+    EXPECT_EQ(rel_error(store.master_params().to(Device::cpu()), master), 0.0);
+    EXPECT_EQ(rel_error(store.flat_params().to(DType::Float32).to(Device::cpu()), copy), 0.0);
+    EXPECT_EQ(rel_error(opt.exp_avg().to(Device::cpu()), Tensor::zeros({store.numel()})), 0.0);
+  }
 }

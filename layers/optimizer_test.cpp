@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
+#include <utility>
+#include <vector>
 
 #include "layers/basic.h"
 
@@ -74,4 +77,44 @@ TEST(LearningRate, WarmupThenCosine) {
   EXPECT_NEAR(learning_rate(s, 1.0, 110), 0.0, 1e-12);
   s.kind = "constant";
   EXPECT_NEAR(learning_rate(s, 1.0, 100), 1.0, 1e-12);
+}
+
+TEST(ClipGradNormChecked, ClipsAsClipGradNormAndPassesFiniteSteps) {
+  Toy toy;
+  ParameterStore store(toy, DType::Float64);
+  toy.w->grad().copy_(Tensor::from_vector<double>({3.0, 0.0}, {1, 2}));
+  toy.b->grad().fill_(4.0);
+  const ClipOutcome clip =
+      clip_grad_norm_checked(store, 1.0, Tensor::from_vector<double>({2.5}, {1}));
+  EXPECT_NEAR(clip.norm(), 5.0, 1e-12);
+  EXPECT_TRUE(clip.finite());
+  EXPECT_NEAR(clip.status.to_vector<double>()[kClipScaleField], 1.0 / (5.0 + 1e-6), 1e-15);
+  EXPECT_NEAR(toy.b->grad().item(), 0.8, 1e-6);
+  AdamW opt(store, OptimConfig{});
+  const double before = toy.b->item();
+  opt.step(0.1, &clip);
+  EXPECT_NE(toy.b->item(), before);
+  EXPECT_EQ(opt.steps_taken(), 1);
+}
+
+// A loss or a gradient that is not finite: nothing is scaled, and AdamW given the outcome
+// leaves the parameters and moments as they were.
+TEST(ClipGradNormChecked, NonFiniteLossOrGradientSkipsTheUpdate) {
+  const double inf = std::numeric_limits<double>::infinity();
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  for (const auto& [loss, grad] : {std::pair{nan, 4.0}, std::pair{inf, 4.0}, std::pair{1.0, inf}}) {
+    Toy toy;
+    ParameterStore store(toy, DType::Float64);
+    toy.w->grad().fill_(grad);
+    toy.b->grad().fill_(4.0);
+    const ClipOutcome clip =
+        clip_grad_norm_checked(store, 1.0, Tensor::from_vector<double>({loss}, {1}));
+    EXPECT_FALSE(clip.finite()) << loss << " " << grad;
+    EXPECT_EQ(toy.b->grad().item(), 4.0);  // not scaled
+    AdamW opt(store, OptimConfig{});
+    const std::vector<double> params = store.flat_params().to_vector<double>();
+    opt.step(0.1, &clip);
+    EXPECT_EQ(store.flat_params().to_vector<double>(), params);
+    EXPECT_EQ(opt.exp_avg().to_vector<double>(), std::vector<double>(params.size(), 0.0));
+  }
 }

@@ -15,6 +15,7 @@
 #include "kernels/cpu/indexing.h"
 
 #if IM_WITH_CUDA
+#include "kernels/cuda/graph.h"
 #include "kernels/cuda/indexing.h"
 #include "kernels/cuda/runtime.h"
 #endif
@@ -38,6 +39,10 @@ std::optional<BadIndex> find_bad_index(const Tensor& index, int64_t limit, const
       return BadIndex{pos, static_cast<int64_t>(p[pos])};
     }
 #if IM_WITH_CUDA
+    // A step being captured into a CUDA graph cannot read a value back: the indices there
+    // are the model's own (in range by construction) or the batch's labels, which a replay
+    // checks on the host before it launches (launch/train_step.cpp).
+    if (kernels::cuda::stream_capturing(kernels::cuda::current_stream())) return std::nullopt;
     const Tensor scratch = Tensor::empty({1}, DType::Int64, index.device());
     const int64_t pos =
         kernels::cuda::first_out_of_range<I>(p, index.numel(), limit, scratch.data<int64_t>());

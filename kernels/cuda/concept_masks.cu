@@ -9,6 +9,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "kernels/bfloat16.h"
 #include "kernels/cuda/concept_masks.h"
@@ -112,23 +113,39 @@ __global__ void bucket_mask_kernel(const T* probs, const int64_t* buckets, uint8
 // ---- budget_mask --------------------------------------------------------------------------
 
 constexpr int kBudgetWarps = 4;
-constexpr int64_t kBudgetMaxK = 1536;  // kBudgetWarps * K doubles of shared memory <= 48 KiB
+constexpr int64_t kBudgetMaxK = 1536;
+
+// The row's logits are ranked in this type: bfloat16 and float32 values are exactly
+// float32 (comparisons in float give double's answers at a fraction of the cost of the
+// widening conversions and double compares, which bound the kernel when done K^2 times).
+template <typename T>
+using rank_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
+
+template <typename T>
+constexpr size_t budget_smem_bytes(int64_t K) {
+  return static_cast<size_t>(kBudgetWarps * K) * (sizeof(double) + sizeof(rank_t<T>));
+}
 
 template <typename T>
 __global__ void budget_mask_kernel(const T* logits, uint8_t* mask, int64_t rows, int64_t K,
                                    int64_t k_min, int64_t k_max, double log_k) {
-  extern __shared__ double scratch[];  // K doubles per warp
+  using R = rank_t<T>;
+  // Per warp: K doubles of scratch (e), then (after every warp's e) K logits of its row.
+  extern __shared__ double scratch[];
   const int lane = threadIdx.x % kWarp;
-  double* e = scratch + (threadIdx.x / kWarp) * K;
+  const int warp = threadIdx.x / kWarp;
+  const int k_count = static_cast<int>(K);
+  double* e = scratch + warp * K;
+  R* zs = reinterpret_cast<R*>(scratch + kBudgetWarps * K) + warp * K;
   const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / kWarp);
-  for (int64_t row = blockIdx.x * int64_t(blockDim.x / kWarp) + threadIdx.x / kWarp; row < rows;
-       row += warps) {
+  for (int64_t row = blockIdx.x * int64_t(blockDim.x / kWarp) + warp; row < rows; row += warps) {
     const T* z = logits + row * K;
     // zmax as std::max folds it: (m < v) ? v : m, from -inf (NaN never enters).
     double zmax = -INFINITY;
-    int64_t candidates = 0;
-    for (int64_t k = lane; k < K; k += kWarp) {
+    int candidates = 0;
+    for (int k = lane; k < k_count; k += kWarp) {
       const double v = convert<double>(z[k]);
+      zs[k] = static_cast<R>(v);  // exact: v came from R's values
       zmax = zmax < v ? v : zmax;
       candidates += isinf(v) ? 0 : 1;
     }
@@ -136,21 +153,22 @@ __global__ void budget_mask_kernel(const T* logits, uint8_t* mask, int64_t rows,
       const double o = __shfl_xor_sync(kFullMask, zmax, off);
       zmax = zmax < o ? o : zmax;
     }
-    candidates = warp_sum(candidates);
+    for (int off = kWarp / 2; off > 0; off /= 2)
+      candidates += __shfl_xor_sync(kFullMask, candidates, off);
     // denom = sum over k in order of exp(z - zmax) (0 for infinite entries).
-    for (int64_t k = lane; k < K; k += kWarp) {
-      const double v = convert<double>(z[k]);
+    for (int k = lane; k < k_count; k += kWarp) {
+      const double v = static_cast<double>(zs[k]);
       e[k] = isinf(v) ? 0.0 : exp(__dsub_rn(v, zmax));
     }
     __syncwarp();
     double denom = 0;
     if (lane == 0)
-      for (int64_t k = 0; k < K; ++k) denom = __dadd_rn(denom, e[k]);
+      for (int k = 0; k < k_count; ++k) denom = __dadd_rn(denom, e[k]);
     denom = __shfl_sync(kFullMask, denom, 0);
     __syncwarp();  // lane 0 has read every e[k] before they are overwritten
     // entropy = -sum over k in order of p log p, over finite entries with p > 0.
-    for (int64_t k = lane; k < K; k += kWarp) {
-      const double v = convert<double>(z[k]);
+    for (int k = lane; k < k_count; k += kWarp) {
+      const double v = static_cast<double>(zs[k]);
       double term = 0.0;
       if (!isinf(v)) {
         const double pk = __ddiv_rn(e[k], denom);
@@ -159,31 +177,31 @@ __global__ void budget_mask_kernel(const T* logits, uint8_t* mask, int64_t rows,
       e[k] = term;
     }
     __syncwarp();
-    int64_t budget = 0;
+    int budget = 0;
     if (lane == 0) {
       double entropy = 0;
-      for (int64_t k = 0; k < K; ++k)
+      for (int k = 0; k < k_count; ++k)
         if (e[k] != 0.0) entropy = __dsub_rn(entropy, e[k]);
       const double u = K > 1 ? __ddiv_rn(entropy, log_k) : 0.0;
       const double level = __dsub_rn(
           __dadd_rn(static_cast<double>(k_min), __dmul_rn(static_cast<double>(k_max - k_min), u)),
           1e-12);
-      budget = static_cast<int64_t>(ceil(level));
-      budget = budget < 1 ? 1 : (budget > K ? K : budget);
-      budget = budget < candidates ? budget : candidates;
+      int64_t b = static_cast<int64_t>(ceil(level));
+      b = b < 1 ? 1 : (b > K ? K : b);
+      budget = static_cast<int>(b < candidates ? b : candidates);
     }
     budget = __shfl_sync(kFullMask, budget, 0);
-    __syncwarp();  // e is rewritten by the next row
     uint8_t* m = mask + row * K;
-    for (int64_t k = lane; k < K; k += kWarp) {
-      const double zk = convert<double>(z[k]);
-      int64_t rank = 0;
-      for (int64_t j = 0; j < K && rank < budget; ++j) {
-        const double zj = convert<double>(z[j]);
-        if (zj > zk || (zj == zk && j < k)) ++rank;
+    for (int k = lane; k < k_count; k += kWarp) {
+      const R zk = zs[k];
+      int rank = 0;
+      for (int j = 0; j < k_count && rank < budget; ++j) {
+        const R zj = zs[j];
+        rank += (zj > zk || (zj == zk && j < k)) ? 1 : 0;
       }
       m[k] = rank < budget ? 0 : 1;
     }
+    __syncwarp();  // e and zs are rewritten by the next row
   }
 }
 
@@ -217,7 +235,12 @@ void budget_mask(const T* logits, uint8_t* mask, int64_t rows, int64_t K, int64_
     throw std::runtime_error("budget_mask: " + std::to_string(K) +
                              " concepts per token, the CUDA kernel takes at most " +
                              std::to_string(kBudgetMaxK));
-  const size_t smem = sizeof(double) * kBudgetWarps * K;
+  const size_t smem = budget_smem_bytes<T>(K);
+  if (smem > 48 * 1024)  // above the default: opt in (once per dtype; cheap to repeat)
+    check_cuda(
+        cudaFuncSetAttribute(budget_mask_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(smem)),
+        "budget_mask shared memory attribute");
   budget_mask_kernel<T>
       <<<warp_row_blocks(rows, kBudgetWarps), kBudgetWarps * kWarp, smem, stream()>>>(
           logits, mask, rows, K, k_min, k_max, log_k);
