@@ -41,8 +41,9 @@ class StepGraph {
   bool wants(const data::Batch& batch);
   bool captured() const;
   // Captures `queue_step`, which queues one whole step on the compute stream from the
-  // graph's input buffers (already holding `batch`) and records its phases on the
-  // timer it is given. Returns false, with failure() set, when the capture failed.
+  // graph's input buffers (shaped as `batch`; each replay fills them) and records its
+  // phases on the timer it is given. Nothing runs: call replay() for the step itself.
+  // Returns false, with failure() set, when the capture failed.
   bool capture(const data::Batch& batch,
                const std::function<void(const data::Batch&, PhaseTimer&)>& queue_step);
   // Copies `batch` into the graph's input buffers and queues one replay.
