@@ -22,12 +22,13 @@ inline T step_of(const T* delta, const T* bias, int64_t row, int64_t e, const Sc
 }
 
 // Runs the recurrence of sample b. With `y` set, writes y; with `states` set, stores
-// h_t [E, N] and the decay exp(delta_t A) [E, N] at t*E*N (original time order) for the
-// backward sweep, which then needs no exp of its own.
+// h_t [E, N] and the decay exp(delta_t A) [E, N] at t*E*N (original time order), and with
+// `steps` the step Δ_t [E] at t*E, for the backward sweep, which then needs no exp or
+// softplus of its own.
 template <typename T>
 void scan_sample(int64_t b, const T* u, const T* delta, const T* A, const T* Bm, const T* Cm,
-                 const T* D, const T* inject, const T* bias, T* y, T* states, T* decays, T* h,
-                 const ScanDims& d) {
+                 const T* D, const T* inject, const T* bias, T* y, T* states, T* decays, T* steps,
+                 T* h, const ScanDims& d) {
   const int64_t E = d.inner, N = d.state;
   std::fill(h, h + E * N, T(0));
   for (int64_t s = 0; s < d.len; ++s) {
@@ -39,6 +40,7 @@ void scan_sample(int64_t b, const T* u, const T* delta, const T* A, const T* Bm,
     const T* ct = Cm + row * N;
     for (int64_t e = 0; e < E; ++e) {
       const T de = step_of(delta, bias, row, e, d);
+      if (steps) steps[t * E + e] = de;
       const T drive = de * (ut[e] + (it ? it[e] : T(0)));
       const T* ae = A + e * N;
       T* he = h + e * N;
@@ -68,7 +70,7 @@ void selective_scan(const T* u, const T* delta, const T* A, const T* Bm, const T
 #pragma omp for schedule(static)
     for (int64_t b = 0; b < d.batch; ++b)
       scan_sample(b, u, delta, A, Bm, Cm, D, inject, delta_bias, y, static_cast<T*>(nullptr),
-                  static_cast<T*>(nullptr), h.data(), d);
+                  static_cast<T*>(nullptr), static_cast<T*>(nullptr), h.data(), d);
   }
 }
 
@@ -88,6 +90,7 @@ void selective_scan_backward(const T* dy, const T* u, const T* delta, const T* A
 #pragma omp parallel
   {
     std::vector<T> states(static_cast<size_t>(L * E * N)), decays(states.size());
+    std::vector<T> steps(static_cast<size_t>(L * E));
     std::vector<T> h(static_cast<size_t>(E * N));
     // Carry of the adjoint state: exp(delta_{next} A) * dh_{next}, "next" in scan order.
     std::vector<T> carry(static_cast<size_t>(E * N));
@@ -99,7 +102,7 @@ void selective_scan_backward(const T* dy, const T* u, const T* delta, const T* A
       double* acc_D = partial_D.data() + b * E;
       double* acc_bias = ddelta_bias ? partial_bias.data() + b * E : nullptr;
       scan_sample(b, u, delta, A, Bm, Cm, D, inject, delta_bias, static_cast<T*>(nullptr),
-                  states.data(), decays.data(), h.data(), d);
+                  states.data(), decays.data(), steps.data(), h.data(), d);
       std::fill(carry.begin(), carry.end(), T(0));
       for (int64_t s = L - 1; s >= 0; --s) {
         const int64_t t = step_time(s, d);
@@ -116,7 +119,7 @@ void selective_scan_backward(const T* dy, const T* u, const T* delta, const T* A
         std::fill(acc_B.begin(), acc_B.end(), 0.0);
         std::fill(acc_C.begin(), acc_C.end(), 0.0);
         for (int64_t e = 0; e < E; ++e) {
-          const T g = gt[e], de = step_of(delta, delta_bias, row, e, d);
+          const T g = gt[e], de = steps[t * E + e];
           const T x = ut[e] + (it ? it[e] : T(0));
           const T* ae = A + e * N;
           const T* he = hcur + e * N;
