@@ -143,6 +143,19 @@ TEST_F(CliErrors, LabelOutOfRange) {
   expect_clean_failure(train(), {"shard " + shard(1), "label 12", "outside [0, 10)"});
 }
 
+// A learning rate that blows the parameters up: the step whose loss is not finite updates
+// nothing (decided on the device on a GPU), and the run ends with exit 1 and one line.
+TEST_F(CliErrors, DivergenceEndsTheRunWithOneLine) {
+  const Outcome o = run_cli(
+      "train --config " + config() + " --set optim.lr=1e30 --set train.max_steps=4", tmp_.path());
+  EXPECT_EQ(o.exit_code, 1) << o.err;
+  ASSERT_FALSE(o.err.empty());
+  EXPECT_EQ(o.err.find('\n'), o.err.size() - 1) << "more than one line:\n" << o.err;
+  EXPECT_NE(o.err.find("training diverged: the loss is nan at step 2; nothing was updated"),
+            std::string::npos)
+      << o.err;
+}
+
 TEST_F(CliErrors, MissingDatasetSaysHowToConvert) {
   write_config("[data]\ndir = \"" + (tmp_ / "absent") + "\"\n");
   expect_clean_failure(train(), {"absent", "no manifest.pb", "infomamba_dist data"});

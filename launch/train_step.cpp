@@ -11,8 +11,10 @@ namespace im::launch {
 
 namespace {
 DivergedError diverged(const char* what, double value, int64_t step) {
-  return DivergedError("training diverged: " + std::string(what) + " is " + std::to_string(value) +
-                       " at step " + std::to_string(step + 1) + "; nothing was updated with it");
+  // std::to_string prints a NaN's sign bit ("-nan"), which means nothing to a user.
+  const std::string shown = std::isnan(value) ? "nan" : std::to_string(value);
+  return DivergedError("training diverged: " + std::string(what) + " is " + shown + " at step " +
+                       std::to_string(step + 1) + "; nothing was updated with it");
 }
 }  // namespace
 

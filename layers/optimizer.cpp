@@ -126,30 +126,9 @@ void AdamW::step(double lr, const ClipOutcome* clip) {
 }
 
 double clip_grad_norm(ParameterStore& store, double max_norm) {
-  Tensor& g = store.flat_grads();
-  IM_CHECK(g.is_contiguous(), "clip_grad_norm: flat gradients ", g.describe(),
-           " are not contiguous");
-  return dispatch_float(g.dtype(), "clip_grad_norm", [&]<typename T>() {
-    if (g.device().is_cpu()) {
-      const double norm = std::sqrt(kernels::cpu::sum_of_squares<T>(g.data<T>(), g.numel()));
-      if (max_norm > 0 && norm > max_norm)
-        kernels::cpu::scale<T>(g.data<T>(), static_cast<T>(max_norm / (norm + 1e-6)), g.numel());
-      return norm;
-    }
-#if IM_WITH_CUDA
-    // Reduced on the device; only the one double comes back (this waits for the stream).
-    const Tensor ws = Tensor::empty(
-        {static_cast<int64_t>(kernels::cuda::sum_of_squares_workspace_bytes(g.numel()))},
-        DType::UInt8, g.device());
-    const double norm =
-        std::sqrt(kernels::cuda::sum_of_squares<T>(g.data<T>(), g.numel(), ws.data_ptr()));
-    if (max_norm > 0 && norm > max_norm)
-      kernels::cuda::scale<T>(g.data<T>(), static_cast<T>(max_norm / (norm + 1e-6)), g.numel());
-    return norm;
-#else
-    throw Error("clip_grad_norm: " + g.describe() + ": " + cuda_unavailable_reason());
-#endif
-  });
+  // The checked clipping with a loss that is always finite: one implementation per device.
+  const Tensor finite_loss = Tensor::zeros({1}, DType::Float64, store.flat_grads().device());
+  return clip_grad_norm_checked(store, max_norm, finite_loss).norm();
 }
 
 ClipOutcome clip_grad_norm_checked(ParameterStore& store, double max_norm, const Tensor& loss) {

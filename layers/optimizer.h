@@ -57,7 +57,8 @@ class AdamW {
 };
 
 // Global L2 norm of the flat gradients; when above max_norm (> 0) the gradients are
-// scaled down to it. Returns the norm before clipping.
+// scaled down to it (a norm that is not finite scales nothing). Returns the norm before
+// clipping; on a GPU this waits for the device.
 double clip_grad_norm(ParameterStore& store, double max_norm);
 
 // The same clipping, with the verdict on whether the step may update anything: the
